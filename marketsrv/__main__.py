@@ -1,0 +1,3 @@
+from marketsrv.cli import run
+
+run()

@@ -1,0 +1,145 @@
+"""Request, query and response types of the market-data REST API.
+
+They are validated by pydantic through quart-schema, which also builds `/openapi.json` from them.
+Prices are JSON numbers in KES, exact to the cent; timestamps are integer milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_PAGE_SIZE = 100
+MAX_BATCH_SYMBOLS = 200
+MAX_DEPTH = 50
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PageQuery(_Query):
+    page: int = Field(1, ge=1, description="Page number, from 1.")
+    page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description="Items per page.")
+
+
+class TrendingQuery(PageQuery):
+    sort_by: Literal["most_traded", "highest_change", "lowest_change", "highest_price"] = (
+        "most_traded"
+    )
+
+
+class DepthQuery(_Query):
+    depth: int = Field(10, ge=1, le=MAX_DEPTH, description="Levels per side, 1 to 50.")
+
+
+class TradesQuery(_Query):
+    limit: int = Field(50, ge=1, le=1000, description="Newest trades to return, 1 to 1000.")
+
+
+class CandlesQuery(_Query):
+    interval: Literal["1m", "5m", "15m", "1h"] = "1m"
+    limit: int = Field(100, ge=1, le=1440, description="Newest candles to return, 1 to 1440.")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    symbols: list[str] = Field(max_length=MAX_BATCH_SYMBOLS)
+
+
+class Stock(BaseModel):
+    symbol: str
+    name: str
+    sector: str
+    current_price: float
+    previous_close: float
+    open: float
+    high: float
+    low: float
+    change: float
+    change_percent: float
+    percentage_change: float
+    volume: int
+    turnover: float
+    vwap: float | None
+    trades: int
+    bid: float | None
+    ask: float | None
+    bid_size: int
+    ask_size: int
+    tick_size: float
+    lot_size: int
+    currency: str = "KES"
+    is_active: bool
+    last_updated: str  # ISO 8601, UTC
+    timestamp: int
+
+
+class StockPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[Stock]
+
+
+class BatchResponse(BaseModel):
+    stocks: list[Stock]
+    missing: list[str]
+
+
+class Level(BaseModel):
+    price: float
+    quantity: int
+    total: float  # this level's notional, price × quantity
+
+
+class OrderBookSnapshot(BaseModel):
+    symbol: str
+    bids: list[Level]
+    asks: list[Level]
+    depth: int
+    seq: int
+    timestamp: int
+
+
+class TradeOut(BaseModel):
+    id: int
+    price: float
+    quantity: int
+    side: Literal["buy", "sell"]  # the aggressor's side
+    timestamp: int
+
+
+class TradeList(BaseModel):
+    symbol: str
+    trades: list[TradeOut]
+
+
+class CandleOut(BaseModel):
+    time: int  # open time of the candle
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    trades: int
+
+
+class CandleList(BaseModel):
+    symbol: str
+    interval: str
+    candles: list[CandleOut]
+
+
+class SimulatorHealth(BaseModel):
+    running: bool
+    ticks: int
+    busy_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    symbols: int
+    uptime_s: float
+    simulator: SimulatorHealth

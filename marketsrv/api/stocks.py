@@ -1,0 +1,247 @@
+"""Market-data REST: stocks, trending lists, order-book snapshots, trades and candles.
+
+Every answer is computed from the live market at the moment of the request; there is no cache.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+from datetime import UTC, datetime
+
+from quart import Blueprint, request
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from marketsrv.api.errors import ApiError
+from marketsrv.api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    CandleList,
+    CandleOut,
+    CandlesQuery,
+    DepthQuery,
+    Health,
+    Level,
+    OrderBookSnapshot,
+    PageQuery,
+    SimulatorHealth,
+    Stock,
+    StockPage,
+    TradeList,
+    TradeOut,
+    TradesQuery,
+    TrendingQuery,
+)
+from marketsrv.market import Instrument, Market
+from marketsrv.market.stats import MINUTE_MS
+from marketsrv.runtime import current_runtime
+
+blueprint = Blueprint("stocks", __name__, url_prefix="/api")
+
+_INTERVAL_MS = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": 60 * MINUTE_MS}
+
+
+def iso_ms(timestamp_ms: int) -> str:
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stock_view(market: Market, symbol: str) -> Stock:
+    inst = market.instruments[symbol]
+    stats = market.stats[symbol]
+    bid, bid_size, ask, ask_size = market.top_of_book(symbol)
+    price = inst.price
+    current = stats.current
+    updated = market.updated_ms[symbol]
+    vwap = stats.vwap
+    return Stock(
+        symbol=symbol,
+        name=inst.name,
+        sector=inst.sector,
+        current_price=price(current),
+        previous_close=price(stats.previous_close),
+        open=price(current if stats.open is None else stats.open),
+        high=price(current if stats.high is None else stats.high),
+        low=price(current if stats.low is None else stats.low),
+        change=price(stats.change),
+        change_percent=stats.change_percent,
+        percentage_change=stats.change_percent,
+        volume=stats.volume,
+        turnover=inst.cents(stats.turnover) / 100,
+        vwap=None if vwap is None else round(vwap * inst.tick_cents) / 100,
+        trades=stats.trade_count,
+        bid=None if bid is None else price(bid),
+        ask=None if ask is None else price(ask),
+        bid_size=bid_size,
+        ask_size=ask_size,
+        tick_size=float(inst.tick_size),
+        lot_size=inst.lot_size,
+        is_active=True,
+        last_updated=iso_ms(updated),
+        timestamp=updated,
+    )
+
+
+def find_symbol(market: Market, raw: str) -> Instrument:
+    inst = market.instruments.get(raw.strip().upper())
+    if inst is None:
+        raise ApiError(404, "unknown_symbol", f"Unknown symbol '{raw}'.", symbol=raw)
+    return inst
+
+
+def paginate(items: list[Stock], query: PageQuery) -> StockPage:
+    pages = max(1, -(-len(items) // query.page_size))
+    if query.page > pages:
+        raise ApiError(404, "invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages)
+    start = (query.page - 1) * query.page_size
+
+    def link(page: int) -> str:
+        args = request.args.to_dict()
+        args["page"] = str(page)
+        return f"{request.base_url}?{urlencode(args)}"
+
+    return StockPage(
+        count=len(items),
+        next=link(query.page + 1) if query.page < pages else None,
+        previous=link(query.page - 1) if query.page > 1 else None,
+        results=items[start : start + query.page_size],
+    )
+
+
+@blueprint.get("/health/")
+@validate_response(Health)
+async def health() -> Health:
+    rt = current_runtime()
+    sim = rt.simulator
+    return Health(
+        status="ok",
+        symbols=len(rt.market.instruments),
+        uptime_s=round(time.monotonic() - rt.started_monotonic, 3),
+        simulator=SimulatorHealth(
+            running=rt.simulator_running,
+            ticks=sim.ticks if sim else 0,
+            busy_ms=round(sim.busy_s * 1000, 3) if sim else 0.0,
+        ),
+    )
+
+
+@blueprint.get("/stocks/")
+@validate_querystring(PageQuery)
+@validate_response(StockPage)
+async def list_stocks(query_args: PageQuery) -> StockPage:
+    market = current_runtime().market
+    return paginate([stock_view(market, s) for s in market.instruments], query_args)
+
+
+@blueprint.get("/stocks/trending/")
+@validate_querystring(TrendingQuery)
+@validate_response(StockPage)
+async def trending(query_args: TrendingQuery) -> StockPage:
+    market = current_runtime().market
+    stocks = [stock_view(market, s) for s in sorted(market.instruments)]
+    key = {
+        "most_traded": lambda s: -s.volume,
+        "highest_change": lambda s: -s.change_percent,
+        "lowest_change": lambda s: s.change_percent,
+        "highest_price": lambda s: -s.current_price,
+    }[query_args.sort_by]
+    stocks.sort(key=key)
+    return paginate(stocks, query_args)
+
+
+@blueprint.post("/stocks/batch/")
+@validate_request(BatchRequest)
+@validate_response(BatchResponse)
+async def batch(data: BatchRequest) -> BatchResponse:
+    market = current_runtime().market
+    stocks, missing, seen = [], [], set()
+    for raw in data.symbols:
+        symbol = raw.strip().upper()
+        if symbol in seen:
+            continue
+        seen.add(symbol)
+        if symbol in market.instruments:
+            stocks.append(stock_view(market, symbol))
+        else:
+            missing.append(raw)
+    return BatchResponse(stocks=stocks, missing=missing)
+
+
+@blueprint.get("/stocks/<symbol>/")
+@validate_response(Stock)
+async def get_stock(symbol: str) -> Stock:
+    market = current_runtime().market
+    return stock_view(market, find_symbol(market, symbol).symbol)
+
+
+@blueprint.get("/stocks/<symbol>/orderbook/")
+@validate_querystring(DepthQuery)
+@validate_response(OrderBookSnapshot)
+async def order_book(symbol: str, query_args: DepthQuery) -> OrderBookSnapshot:
+    market = current_runtime().market
+    inst = find_symbol(market, symbol)
+    book = market.books[inst.symbol]
+    bids, asks = book.depth(query_args.depth)
+
+    def levels(rows: list[tuple[int, int]]) -> list[Level]:
+        return [
+            Level(price=inst.price(p), quantity=q, total=inst.cents(p) * q / 100) for p, q in rows
+        ]
+
+    return OrderBookSnapshot(
+        symbol=inst.symbol,
+        bids=levels(bids),
+        asks=levels(asks),
+        depth=query_args.depth,
+        seq=book.seq,
+        timestamp=market.clock(),
+    )
+
+
+@blueprint.get("/stocks/<symbol>/trades/")
+@validate_querystring(TradesQuery)
+@validate_response(TradeList)
+async def trades(symbol: str, query_args: TradesQuery) -> TradeList:
+    market = current_runtime().market
+    inst = find_symbol(market, symbol)
+    log = market.trades[inst.symbol]
+    newest = [log[i] for i in range(len(log) - 1, max(-1, len(log) - 1 - query_args.limit), -1)]
+    return TradeList(
+        symbol=inst.symbol,
+        trades=[
+            TradeOut(
+                id=t.trade_id,
+                price=inst.price(t.price),
+                quantity=t.quantity,
+                side=t.aggressor.value,
+                timestamp=t.timestamp_ms,
+            )
+            for t in newest
+        ],
+    )
+
+
+@blueprint.get("/stocks/<symbol>/candles/")
+@validate_querystring(CandlesQuery)
+@validate_response(CandleList)
+async def candles(symbol: str, query_args: CandlesQuery) -> CandleList:
+    market = current_runtime().market
+    inst = find_symbol(market, symbol)
+    rows = market.stats[inst.symbol].candles_for(_INTERVAL_MS[query_args.interval], query_args.limit)
+    price = inst.price
+    return CandleList(
+        symbol=inst.symbol,
+        interval=query_args.interval,
+        candles=[
+            CandleOut(
+                time=c.start_ms,
+                open=price(c.open),
+                high=price(c.high),
+                low=price(c.low),
+                close=price(c.close),
+                volume=c.volume,
+                trades=c.trades,
+            )
+            for c in rows
+        ],
+    )

@@ -1,0 +1,132 @@
+"""The command line: `marketsrv` serves; every setting is also a flag.
+
+    marketsrv [--config FILE] [--port 0] [--universe FILE] ...   serve until SIGINT/SIGTERM
+    marketsrv --help-settings                                    the settings table
+    marketsrv --get /api/stocks/SCOM/                            one in-process request, no socket
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from marketsrv import __version__
+from marketsrv.app import build_runtime, create_app
+from marketsrv.market import UniverseError
+from marketsrv.runtime import Runtime
+from marketsrv.server import serve
+from marketsrv.settings import SettingsError, describe, load, settings_table
+
+log = logging.getLogger("marketsrv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marketsrv",
+        description="A realtime market-data and paper-trading server on one port.",
+        epilog="Settings also come from a TOML file (--config, or MARKETSRV_CONFIG) and from "
+        "MARKETSRV_* environment variables; flags win. See --help-settings.",
+    )
+    parser.add_argument("--version", action="version", version=f"marketsrv {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
+    parser.add_argument(
+        "--help-settings", action="store_true", help="print every setting and exit"
+    )
+    parser.add_argument(
+        "--get", metavar="PATH", help="make one in-process GET request, print the body and exit"
+    )
+    group = parser.add_argument_group("settings")
+    for s in settings_table():
+        if s.type is bool:
+            group.add_argument(
+                s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None,
+                help=f"{s.help} (default: {str(s.default).lower()})",
+            )
+        else:
+            group.add_argument(
+                s.flag, dest=s.name, metavar=s.type.__name__.upper(), default=None,
+                help=f"{s.help} (default: {s.default!r})",
+            )
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve_until_signal(runtime: Runtime) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def shutdown_trigger() -> None:
+                async for signum in signals:
+                    log.info("%s received, shutting down", signal.Signals(signum).name)
+                    nursery.start_soon(force_on_second_signal)
+                    return
+
+            async def force_on_second_signal() -> None:
+                async for _ in signals:
+                    log.warning("second signal: stopping now")
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def server(*, task_status: trio.TaskStatus[str]) -> None:
+                await serve(
+                    runtime.settings,
+                    runtime=runtime,
+                    shutdown_trigger=shutdown_trigger,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()  # drained: stop watching for a second signal
+
+            url = await nursery.start(server)
+            print(f"listening on {url}", flush=True)
+
+
+async def _get(runtime: Runtime, path: str) -> int:
+    app = create_app(runtime)
+    async with app.test_app() as test_app:
+        response = await test_app.test_client().get(path)
+        body = await response.get_data(as_text=True)
+    print(body)
+    return 0 if response.status_code < 400 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help_settings:
+        print("\n".join(describe()))
+        return 0
+    cli = {s.name: getattr(args, s.name) for s in settings_table() if getattr(args, s.name) is not None}
+    config = args.config or os.environ.get("MARKETSRV_CONFIG")
+    try:
+        settings = load(cli, Path(config) if config else None)
+        runtime = build_runtime(settings)
+    except (SettingsError, UniverseError) as exc:
+        print(f"marketsrv: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    if args.get is not None:
+        return trio.run(_get, runtime, args.get)
+    try:
+        trio.run(_serve_until_signal, runtime)
+    except OSError as exc:
+        print(f"marketsrv: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

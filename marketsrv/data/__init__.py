@@ -1,0 +1,1 @@
+"""Data files shipped with marketsrv (the default instrument universe)."""

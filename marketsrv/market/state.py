@@ -1,0 +1,106 @@
+"""The live market: one order book per instrument, its session statistics and its recent trades.
+
+Every order, simulated or a user's, goes through `Market.submit`, so the printed price, volume,
+high/low and candles can only come from trades that happened in a book. The market is plain
+synchronous code driven from the trio thread; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from marketsrv.engine import OrderBook, OrderResult, Side, TimeInForce, Trade
+from marketsrv.market.instruments import Instrument
+from marketsrv.market.stats import SessionStats
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class UnknownSymbol(KeyError):
+    """No instrument of that symbol is listed."""
+
+
+class Market:
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        trade_history: int = 1000,
+        candle_history: int = 1440,
+    ) -> None:
+        self.clock = clock
+        self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
+        self.books: dict[str, OrderBook] = {s: OrderBook(s, clock) for s in self.instruments}
+        self.stats: dict[str, SessionStats] = {
+            s: SessionStats(i.reference_ticks, candle_history) for s, i in self.instruments.items()
+        }
+        self.trades: dict[str, deque[Trade]] = {
+            s: deque(maxlen=trade_history) for s in self.instruments
+        }
+        # When each symbol's book or statistics last changed, for `last_updated`.
+        self.updated_ms: dict[str, int] = dict.fromkeys(self.instruments, clock())
+        self._order_ids = itertools.count(1)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.instruments)
+
+    def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self.instruments[symbol]
+        except KeyError:
+            raise UnknownSymbol(symbol) from None
+
+    def next_order_id(self) -> int:
+        return next(self._order_ids)
+
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: int,
+        price: int | None = None,
+        tif: TimeInForce = TimeInForce.GTC,
+        owner: str | None = None,
+        order_id: int | None = None,
+    ) -> OrderResult:
+        """Send an order to the symbol's book and record what traded. Prices are ticks."""
+        book = self.books.get(symbol)
+        if book is None:
+            raise UnknownSymbol(symbol)
+        if order_id is None:
+            order_id = next(self._order_ids)
+        seq = book.seq
+        result = book.submit(order_id, side, quantity, price, tif, owner)
+        if result.trades:
+            stats = self.stats[symbol]
+            log = self.trades[symbol]
+            for trade in result.trades:
+                stats.record(trade.price, trade.quantity, trade.timestamp_ms)
+                log.append(trade)
+        if book.seq != seq:
+            self.updated_ms[symbol] = self.clock()
+        return result
+
+    def cancel(self, symbol: str, order_id: int) -> int | None:
+        book = self.books.get(symbol)
+        if book is None:
+            raise UnknownSymbol(symbol)
+        removed = book.cancel(order_id)
+        if removed is not None:
+            self.updated_ms[symbol] = self.clock()
+        return removed
+
+    def top_of_book(self, symbol: str) -> tuple[int | None, int, int | None, int]:
+        """Best bid price and size, best ask price and size (ticks, shares; 0 size when empty)."""
+        book = self.books[symbol]
+        bid, ask = book.best_bid(), book.best_ask()
+        bid_size = book.level_quantity(Side.BUY, bid) if bid is not None else 0
+        ask_size = book.level_quantity(Side.SELL, ask) if ask is not None else 0
+        return bid, bid_size, ask, ask_size

@@ -1,0 +1,51 @@
+"""Serving the app with hypercorn's trio worker, following trio's `nursery.start` protocol.
+
+    url = await nursery.start(serve, settings)
+
+returns once the socket listens, with the bound URL (so `port = 0` works in tests). The server
+shuts down gracefully when `shutdown_trigger` returns or the surrounding scope is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from marketsrv.app import build_runtime, create_app
+from marketsrv.runtime import Runtime
+from marketsrv.settings import Settings
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout_s
+    config.accesslog = logging.getLogger("marketsrv.access") if settings.access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    return config
+
+
+async def serve(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown_trigger` returns; report the bound URL through `task_status`."""
+    runtime = runtime or build_runtime(settings)
+    app = create_app(runtime)
+    config = hypercorn_config(settings)
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            lambda task_status: hypercorn_serve(
+                app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+            )
+        )
+        task_status.started(binds[0])

@@ -1,0 +1,199 @@
+"""The one settings table, and how it is read.
+
+Every setting is a field of `Settings` with its help text in the field's metadata. The same table
+feeds the command-line flags (`--tick-interval-ms`), the TOML config file (`tick_interval_ms = 100`),
+the environment (`MARKETSRV_TICK_INTERVAL_MS=100`), `--help-settings` and `docs/settings.md`.
+Precedence, lowest first: defaults, config file, environment, command line. Unknown keys in the
+config file or unknown `MARKETSRV_*` variables are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MARKETSRV_"
+# Environment variables that configure the launcher rather than the server.
+_ENV_NOT_SETTINGS = frozenset({"MARKETSRV_CONFIG"})
+
+
+class SettingsError(ValueError):
+    """A setting was unknown or its value could not be read."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _setting("127.0.0.1", "Interface to bind. Keep loopback unless you mean to expose it.")
+    port: int = _setting(8000, "TCP port to listen on; 0 picks a free port (the bound URL is printed).")
+    universe: str = _setting(
+        "", "JSON file of instruments to list; empty means the bundled NSE universe."
+    )
+    seed: int = _setting(
+        -1, "Seed of the market simulator; the same seed replays the same market. -1 picks one at start."
+    )
+    tick_interval_ms: int = _setting(100, "Milliseconds between simulator ticks (1 to 10000).")
+    simulate: bool = _setting(True, "Run the market simulator (liquidity providers and takers).")
+    volatility_scale: float = _setting(
+        1.0, "Multiplies every instrument's volatility; 0 keeps fair values still."
+    )
+    active_fraction: float = _setting(
+        1.0,
+        "Share of symbols that trade on a tick, 0 to 1. 1 makes every book change every tick.",
+    )
+    takers_per_tick: float = _setting(
+        0.5, "Mean marketable orders the simulated takers send per symbol per tick."
+    )
+    trade_history: int = _setting(1000, "Recent trades kept in memory per symbol.")
+    candle_history: int = _setting(1440, "One-minute candles kept in memory per symbol.")
+    log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
+    access_log: bool = _setting(False, "Log every HTTP request.")
+    graceful_timeout_s: float = _setting(
+        3.0, "Seconds open connections get to finish when the server shuts down."
+    )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def settings_table() -> list[SettingInfo]:
+    return [
+        SettingInfo(f.name, _TYPES[str(f.type)], f.default, f.metadata["help"])
+        for f in dataclasses.fields(Settings)
+    ]
+
+
+SETTINGS: dict[str, SettingInfo] = {s.name: s for s in settings_table()}
+
+
+def parse_value(info: SettingInfo, raw: Any, origin: str) -> Any:
+    """Turn a raw value (a string from env/CLI, or a TOML value) into the setting's type."""
+    kind = info.type
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+    elif kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+    elif isinstance(raw, str):
+        return raw
+    raise SettingsError(f"{origin}: {info.name} must be a {kind.__name__}, got {raw!r}")
+
+
+def _from_mapping(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    out = {}
+    for key, raw in values.items():
+        info = SETTINGS.get(key)
+        if info is None:
+            raise SettingsError(f"{origin}: unknown setting {key!r} (see --help-settings)")
+        out[key] = parse_value(info, raw, origin)
+    return out
+
+
+def from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    return _from_mapping(data, str(path))
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX) and key not in _ENV_NOT_SETTINGS:
+            values[key[len(ENV_PREFIX) :].lower()] = raw
+    return _from_mapping(values, "environment")
+
+
+def validate(settings: Settings) -> Settings:
+    """Range checks that the types alone cannot express."""
+    problems = []
+    if not 0 <= settings.port <= 65535:
+        problems.append("port must be 0 to 65535")
+    if not 1 <= settings.tick_interval_ms <= 10_000:
+        problems.append("tick_interval_ms must be 1 to 10000")
+    if not 0.0 <= settings.active_fraction <= 1.0:
+        problems.append("active_fraction must be 0 to 1")
+    if not 0 <= settings.takers_per_tick <= 20:
+        problems.append("takers_per_tick must be 0 to 20")
+    if settings.volatility_scale < 0:
+        problems.append("volatility_scale must not be negative")
+    if settings.trade_history < 1 or settings.candle_history < 1:
+        problems.append("trade_history and candle_history must be at least 1")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        problems.append("log_level must be debug, info, warning or error")
+    if settings.seed < -1:
+        problems.append("seed must be -1 (random) or a non-negative integer")
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return settings
+
+
+def load(
+    cli: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults < config file < environment < command line into one validated Settings."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(from_toml(config_file))
+    merged.update(from_env(os.environ if environ is None else environ))
+    merged.update(_from_mapping(cli or {}, "command line"))
+    return validate(Settings(**merged))
+
+
+def describe() -> Iterator[str]:
+    """Lines of the settings table as Markdown, for --help-settings and docs/settings.md."""
+    yield "| setting | flag | environment | type | default | meaning |"
+    yield "| --- | --- | --- | --- | --- | --- |"
+    for s in settings_table():
+        default = repr(s.default) if s.type is str else str(s.default).lower()
+        yield f"| `{s.name}` | `{s.flag}` | `{s.env}` | {s.type.__name__} | `{default}` | {s.help} |"

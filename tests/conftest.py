@@ -1,0 +1,63 @@
+"""Shared builders for the tests.
+
+Network rules for every test module: servers bind 127.0.0.1 on port 0 only, every network test runs
+under a `trio.fail_after` limit (and pytest-timeout's global one), and tests wait on conditions,
+never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import trio
+from quart.typing import TestClientProtocol as Client
+
+from marketsrv.app import build_runtime, create_app
+from marketsrv.market import Market, Simulator
+from marketsrv.runtime import Runtime
+from marketsrv.server import serve
+from marketsrv.settings import Settings
+from tests.builders import FakeClock, simulated_market
+
+@pytest.fixture
+def stepped() -> tuple[Market, Simulator, FakeClock]:
+    clock = FakeClock()
+    market, simulator = simulated_market(seed=11, steps=20, clock=clock)
+    return market, simulator, clock
+
+
+@pytest.fixture
+async def client(
+    stepped: tuple[Market, Simulator, FakeClock],
+) -> AsyncIterator[Client]:
+    """An in-process client over a market that moves only when a test steps its simulator."""
+    market, _, _ = stepped
+    runtime = Runtime(settings=Settings(simulate=False), market=market, simulator=None)
+    app = create_app(runtime)
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+@pytest.fixture
+def fast_settings() -> Iterator[Settings]:
+    yield Settings(host="127.0.0.1", port=0, seed=3, tick_interval_ms=50, graceful_timeout_s=1.0)
+
+
+@pytest.fixture
+async def live_server(
+    nursery: trio.Nursery, fast_settings: Settings
+) -> AsyncIterator[tuple[str, Runtime]]:
+    """A real hypercorn on 127.0.0.1, port 0, with the simulator running; yields (url, runtime)."""
+    runtime = build_runtime(fast_settings)
+    url = await nursery.start(lambda task_status: serve(fast_settings, runtime=runtime, task_status=task_status))
+    yield url, runtime
+    nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def http(live_server: tuple[str, Runtime]) -> AsyncIterator[httpx.AsyncClient]:
+    url, _ = live_server
+    async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+        yield c
