@@ -11,7 +11,6 @@ import logging
 import random
 
 import trio
-
 from quart_schema import Info, QuartSchema
 from quart_trio import QuartTrio
 
@@ -52,7 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
 def create_app(runtime: Runtime) -> QuartTrio:
     app = QuartTrio("marketsrv")
-    app.request_class = json_request_class(app.request_class)
+    app.request_class = json_request_class(app.request_class)  # type: ignore[assignment]
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
     app.url_map.strict_slashes = False  # Django-style paths answer with and without the slash
@@ -74,7 +73,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
     # themselves, so after_serving cancels them at once.
     market_scope = trio.CancelScope()
 
-    async def market_tasks(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def market_tasks(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with market_scope:
             async with trio.open_nursery() as nursery:
                 if runtime.simulator is not None:

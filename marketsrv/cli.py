@@ -1,8 +1,8 @@
 """The command line: `marketsrv` serves; every setting is also a flag.
 
-    marketsrv [--config FILE] [--port 0] [--universe FILE] ...   serve until SIGINT/SIGTERM
-    marketsrv --help-settings                                    the settings table
-    marketsrv --get /api/stocks/SCOM/                            one in-process request, no socket
+marketsrv [--config FILE] [--port 0] [--universe FILE] ...   serve until SIGINT/SIGTERM
+marketsrv --help-settings                                    the settings table
+marketsrv --get /api/stocks/SCOM/                            one in-process request, no socket
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"marketsrv {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
-    parser.add_argument(
-        "--help-settings", action="store_true", help="print every setting and exit"
-    )
+    parser.add_argument("--help-settings", action="store_true", help="print every setting and exit")
     parser.add_argument(
         "--get", metavar="PATH", help="make one in-process GET request, print the body and exit"
     )
@@ -46,12 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     for s in settings_table():
         if s.type is bool:
             group.add_argument(
-                s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None,
+                s.flag,
+                dest=s.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help=f"{s.help} (default: {str(s.default).lower()})",
             )
         else:
             group.add_argument(
-                s.flag, dest=s.name, metavar=s.type.__name__.upper(), default=None,
+                s.flag,
+                dest=s.name,
+                metavar=s.type.__name__.upper(),
+                default=None,
                 help=f"{s.help} (default: {s.default!r})",
             )
     return parser
@@ -109,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.help_settings:
         print("\n".join(describe()))
         return 0
-    cli = {s.name: getattr(args, s.name) for s in settings_table() if getattr(args, s.name) is not None}
+    cli = {
+        s.name: getattr(args, s.name) for s in settings_table() if getattr(args, s.name) is not None
+    }
     config = args.config or os.environ.get("MARKETSRV_CONFIG")
     try:
         settings = load(cli, Path(config) if config else None)
@@ -123,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(_serve_until_signal, runtime)
     except OSError as exc:
-        print(f"marketsrv: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        print(
+            f"marketsrv: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -32,13 +32,18 @@ def _setting(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = _setting("127.0.0.1", "Interface to bind. Keep loopback unless you mean to expose it.")
-    port: int = _setting(8000, "TCP port to listen on; 0 picks a free port (the bound URL is printed).")
+    host: str = _setting(
+        "127.0.0.1", "Interface to bind. Keep loopback unless you mean to expose it."
+    )
+    port: int = _setting(
+        8000, "TCP port to listen on; 0 picks a free port (the bound URL is printed)."
+    )
     universe: str = _setting(
         "", "JSON file of instruments to list; empty means the bundled NSE universe."
     )
     seed: int = _setting(
-        -1, "Seed of the market simulator; the same seed replays the same market. -1 picks one at start."
+        -1,
+        "Seed of the market simulator; the same seed replays the same market. -1 picks one at start.",
     )
     tick_interval_ms: int = _setting(100, "Milliseconds between simulator ticks (1 to 10000).")
     simulate: bool = _setting(True, "Run the market simulator (liquidity providers and takers).")

@@ -35,8 +35,16 @@ class RecordingMarket(Market):
         super().__init__(*args, **kwargs)
         self.calls: list[tuple[Any, ...]] = []
 
-    def submit(self, symbol: str, side: Any, quantity: int, price: int | None = None,  # type: ignore[override]
-               tif: Any = None, owner: str | None = None, order_id: int | None = None) -> Any:
+    def submit(
+        self,
+        symbol: str,
+        side: Any,
+        quantity: int,
+        price: int | None = None,  # type: ignore[override]
+        tif: Any = None,
+        owner: str | None = None,
+        order_id: int | None = None,
+    ) -> Any:
         order_id = order_id if order_id is not None else self.next_order_id()
         self.calls.append(("submit", symbol, order_id, side, quantity, price, tif))
         return super().submit(symbol, side, quantity, price, tif, owner, order_id)
@@ -58,8 +66,12 @@ def main() -> int:
     instruments = load_universe(args.universe)
     now = [1_700_000_000_000]
     market = RecordingMarket(instruments, clock=lambda: now[0])
-    sim = Simulator(market, seed=args.seed, tick_interval_ms=args.tick_interval_ms,
-                    takers_per_tick=args.takers_per_tick)
+    sim = Simulator(
+        market,
+        seed=args.seed,
+        tick_interval_ms=args.tick_interval_ms,
+        takers_per_tick=args.takers_per_tick,
+    )
     sim.step()  # the first tick builds every ladder; measure the steady state
     market.calls.clear()
     cpu0 = time.process_time()
@@ -71,8 +83,12 @@ def main() -> int:
 
     # Baseline: the same flow into a fresh market seeded with the first tick's ladders.
     replay = Market(instruments, clock=wall_clock_ms)
-    warm = Simulator(replay, seed=args.seed, tick_interval_ms=args.tick_interval_ms,
-                     takers_per_tick=args.takers_per_tick)
+    warm = Simulator(
+        replay,
+        seed=args.seed,
+        tick_interval_ms=args.tick_interval_ms,
+        takers_per_tick=args.takers_per_tick,
+    )
     warm.step()
     books = replay.books
     cpu0 = time.process_time()
@@ -99,11 +115,15 @@ def main() -> int:
         "ratio_vs_engine_only": round(sim_cpu / engine_cpu, 2) if engine_cpu else None,
         "python": sys.version.split()[0],
     }
-    print(f"simulator: {per_tick_ms:.3f} ms CPU per tick for {len(instruments)} symbols "
-          f"= {100 * per_tick_ms / args.tick_interval_ms:.2f}% of one core at a "
-          f"{args.tick_interval_ms} ms tick")
-    print(f"baseline (same {len(calls)} orders/cancels into the engine alone): "
-          f"{engine_cpu / args.ticks * 1000:.3f} ms per tick; ratio {result['ratio_vs_engine_only']}")
+    print(
+        f"simulator: {per_tick_ms:.3f} ms CPU per tick for {len(instruments)} symbols "
+        f"= {100 * per_tick_ms / args.tick_interval_ms:.2f}% of one core at a "
+        f"{args.tick_interval_ms} ms tick"
+    )
+    print(
+        f"baseline (same {len(calls)} orders/cancels into the engine alone): "
+        f"{engine_cpu / args.ticks * 1000:.3f} ms per tick; ratio {result['ratio_vs_engine_only']}"
+    )
     print(json.dumps(result))
     return 0
 

@@ -21,6 +21,7 @@ from marketsrv.server import serve
 from marketsrv.settings import Settings
 from tests.builders import FakeClock, simulated_market
 
+
 @pytest.fixture
 def stepped() -> tuple[Market, Simulator, FakeClock]:
     clock = FakeClock()
@@ -51,7 +52,9 @@ async def live_server(
 ) -> AsyncIterator[tuple[str, Runtime]]:
     """A real hypercorn on 127.0.0.1, port 0, with the simulator running; yields (url, runtime)."""
     runtime = build_runtime(fast_settings)
-    url = await nursery.start(lambda task_status: serve(fast_settings, runtime=runtime, task_status=task_status))
+    url = await nursery.start(
+        lambda task_status: serve(fast_settings, runtime=runtime, task_status=task_status)
+    )
     yield url, runtime
     nursery.cancel_scope.cancel()
 

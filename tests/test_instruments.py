@@ -45,7 +45,9 @@ def test_prices_convert_exactly() -> None:
         ({"symbol": "A", "reference_price": "x", "tick_size": "0.01"}, "not a number"),
     ],
 )
-def test_bad_instruments_are_refused(tmp_path: Path, entry: dict[str, object], message: str) -> None:
+def test_bad_instruments_are_refused(
+    tmp_path: Path, entry: dict[str, object], message: str
+) -> None:
     path = tmp_path / "u.json"
     path.write_text(json.dumps([entry]))
     with pytest.raises(UniverseError, match=message):

@@ -8,13 +8,21 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from marketsrv.market import Market, Simulator
-
 from tests.builders import FakeClock
 
 STOCK_FIELDS = {
-    "symbol": str, "name": str, "sector": str, "current_price": float, "volume": int,
-    "high": float, "low": float, "change": float, "change_percent": float,
-    "percentage_change": float, "last_updated": str, "is_active": bool,
+    "symbol": str,
+    "name": str,
+    "sector": str,
+    "current_price": float,
+    "volume": int,
+    "high": float,
+    "low": float,
+    "change": float,
+    "change_percent": float,
+    "percentage_change": float,
+    "last_updated": str,
+    "is_active": bool,
 }
 
 
@@ -92,16 +100,16 @@ async def test_batch(client: Client) -> None:
         ("highest_price", "current_price", True),
     ],
 )
-async def test_trending_sorts(
-    client: Client, sort_by: str, key: str, descending: bool
-) -> None:
+async def test_trending_sorts(client: Client, sort_by: str, key: str, descending: bool) -> None:
     body = await get_json(client, f"/api/stocks/trending/?sort_by={sort_by}&page_size=100")
     values = [s[key] for s in body["results"]]
     assert values == sorted(values, reverse=descending) and body["count"] == len(values)
 
 
 async def test_trending_rejects_unknown_sort(client: Client) -> None:
-    assert_error(await get_json(client, "/api/stocks/trending/?sort_by=random", 400), "invalid_sort_by")
+    assert_error(
+        await get_json(client, "/api/stocks/trending/?sort_by=random", 400), "invalid_sort_by"
+    )
 
 
 async def test_order_book_snapshot(

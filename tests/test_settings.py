@@ -18,7 +18,7 @@ def test_defaults_serve_loopback_8000() -> None:
 
 def test_precedence_file_then_env_then_cli(tmp_path: Path) -> None:
     config = tmp_path / "marketsrv.toml"
-    config.write_text('port = 9001\nseed = 5\ntick_interval_ms = 250\nsimulate = false\n')
+    config.write_text("port = 9001\nseed = 5\ntick_interval_ms = 250\nsimulate = false\n")
     env = {"MARKETSRV_PORT": "9002", "MARKETSRV_SEED": "6", "PATH": "/bin"}
     settings = load({"port": "9003"}, config, env)
     assert settings.port == 9003  # command line wins

@@ -8,7 +8,9 @@ from tests.builders import SYM50, FakeClock, simulated_market
 
 
 def fingerprint(market: Market) -> list[object]:
-    trades = [(s, t.price, t.quantity, t.aggressor) for s in market.symbols for t in market.trades[s]]
+    trades = [
+        (s, t.price, t.quantity, t.aggressor) for s in market.symbols for t in market.trades[s]
+    ]
     books = [market.books[s].depth(20) for s in market.symbols]
     return [trades, books, [market.books[s].seq for s in market.symbols]]
 

@@ -28,14 +28,19 @@ def test_candles_bucket_by_minute_and_merge() -> None:
     assert len(stats.candles) == 3  # bounded: the oldest minute fell off
     first = stats.candles[0]
     assert (first.start_ms, first.open, first.close, first.high, first.low) == (
-        T0 + MINUTE_MS, 105, 106, 106, 105,
+        T0 + MINUTE_MS,
+        105,
+        106,
+        106,
+        105,
     )
     assert first.volume == 4 and first.trades == 2
     five = stats.candles_for(5 * MINUTE_MS, 10)
     assert sum(c.volume for c in five) == sum(c.volume for c in stats.candles)
     assert all(c.start_ms % (5 * MINUTE_MS) == 0 for c in five)
     assert [c.start_ms for c in stats.candles_for(MINUTE_MS, 2)] == [
-        T0 + 2 * MINUTE_MS, T0 + 3 * MINUTE_MS,
+        T0 + 2 * MINUTE_MS,
+        T0 + 3 * MINUTE_MS,
     ]
 
 

@@ -6,8 +6,8 @@ Every answer is computed from the live market at the moment of the request; ther
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
@@ -92,7 +92,9 @@ def find_symbol(market: Market, raw: str) -> Instrument:
 def paginate(items: list[Stock], query: PageQuery) -> StockPage:
     pages = max(1, -(-len(items) // query.page_size))
     if query.page > pages:
-        raise ApiError(404, "invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages)
+        raise ApiError(
+            404, "invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages
+        )
     start = (query.page - 1) * query.page_size
 
     def link(page: int) -> str:
@@ -227,7 +229,9 @@ async def trades(symbol: str, query_args: TradesQuery) -> TradeList:
 async def candles(symbol: str, query_args: CandlesQuery) -> CandleList:
     market = current_runtime().market
     inst = find_symbol(market, symbol)
-    rows = market.stats[inst.symbol].candles_for(_INTERVAL_MS[query_args.interval], query_args.limit)
+    rows = market.stats[inst.symbol].candles_for(
+        _INTERVAL_MS[query_args.interval], query_args.limit
+    )
     price = inst.price
     return CandleList(
         symbol=inst.symbol,

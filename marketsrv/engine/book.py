@@ -24,7 +24,6 @@ from marketsrv.engine.types import (
     RestingOrder,
     Side,
     TimeInForce,
-    Trade,
 )
 
 # Module-level aliases: the hot path compares with `is` against locals/globals, not enum lookups.

@@ -31,7 +31,7 @@ SPREAD_FRACTION = 0.0008  # half the quoted spread as a fraction of the price (a
 class _SymbolAgent:
     """The simulated participants of one symbol; all their randomness comes from `rng`."""
 
-    __slots__ = ("inst", "rng", "log_fair", "floor", "ceiling", "sigma", "jump_p", "bids", "asks")
+    __slots__ = ("asks", "bids", "ceiling", "floor", "inst", "jump_p", "log_fair", "rng", "sigma")
 
     def __init__(self, inst: Instrument, seed: int, tick_s: float, volatility_scale: float) -> None:
         self.inst = inst

@@ -27,16 +27,16 @@ class SessionStats:
     """Open, high, low, last, change, volume, turnover, VWAP and candles of one trading session."""
 
     __slots__ = (
-        "previous_close",
-        "open",
-        "high",
-        "low",
-        "last",
-        "volume",
-        "turnover",
-        "trade_count",
-        "last_trade_ms",
         "candles",
+        "high",
+        "last",
+        "last_trade_ms",
+        "low",
+        "open",
+        "previous_close",
+        "trade_count",
+        "turnover",
+        "volume",
     )
 
     def __init__(self, previous_close: int, candle_history: int = 1440) -> None:

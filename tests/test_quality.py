@@ -1,0 +1,24 @@
+"""The code stays typed (mypy --strict) and lint-clean (ruff), so both run with the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.builders import REPO
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_mypy_strict() -> None:
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff() -> None:
+    result = run("ruff", "check", "marketsrv", "tests", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr
