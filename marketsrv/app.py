@@ -19,8 +19,10 @@ from marketsrv.api import register_error_handlers, stocks_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.market import Market, Simulator, load_universe
-from marketsrv.runtime import EXTENSION_KEY, Runtime
+from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
+from marketsrv.streams import Hub, HubSettings, Limits
+from marketsrv.streams.endpoint import ASGIApp, StreamRouter
 
 log = logging.getLogger("marketsrv")
 
@@ -46,7 +48,15 @@ def build_runtime(settings: Settings) -> Runtime:
             active_fraction=settings.active_fraction,
             takers_per_tick=settings.takers_per_tick,
         )
-    return Runtime(settings=settings, market=market, simulator=simulator)
+    hub = Hub(
+        market,
+        HubSettings(
+            max_connections=settings.ws_max_connections,
+            slow_client_timeout_s=settings.ws_slow_client_timeout_s,
+            dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
+        ),
+    )
+    return Runtime(settings=settings, market=market, simulator=simulator, hub=hub)
 
 
 def create_app(runtime: Runtime) -> QuartTrio:
@@ -68,29 +78,34 @@ def create_app(runtime: Runtime) -> QuartTrio:
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)
 
-    # The market's long-lived tasks run in quart-trio's lifespan nursery under a scope of their
-    # own: quart-trio waits up to 5 s for background tasks at shutdown, and ours never end by
-    # themselves, so after_serving cancels them at once.
+    # The market's loop runs in quart-trio's lifespan nursery under a scope of its own:
+    # quart-trio waits up to 5 s for background tasks at shutdown, and ours never ends by
+    # itself, so after_serving cancels it at once.
     market_scope = trio.CancelScope()
 
-    async def market_tasks(
-        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def market_task(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with market_scope:
-            async with trio.open_nursery() as nursery:
-                if runtime.simulator is not None:
-                    await nursery.start(runtime.simulator.run)
-                    runtime.simulator_running = True
-                    log.info("simulator running, seed %d", runtime.settings.seed)
-                task_status.started()
-        runtime.simulator_running = False
+            await run_market(runtime, task_status=task_status)
 
     @app.before_serving
     async def start_market() -> None:
-        await app.nursery.start(market_tasks)
+        await app.nursery.start(market_task)
+        if runtime.simulator is not None:
+            log.info("simulator running, seed %d", runtime.settings.seed)
 
     @app.after_serving
     async def stop_market() -> None:
         market_scope.cancel()
 
     return app
+
+
+def create_asgi(runtime: Runtime) -> ASGIApp:
+    """The whole server as one ASGI app: the stream endpoints in front of the Quart app."""
+    settings = runtime.settings
+    limits = Limits(
+        max_symbols=settings.ws_max_symbols,
+        max_messages_per_s=settings.ws_max_messages_per_s,
+        max_message_bytes=settings.ws_max_message_bytes,
+    )
+    return StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)

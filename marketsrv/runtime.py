@@ -1,14 +1,21 @@
-"""What one running server owns, reachable from request handlers through `current_runtime()`."""
+"""What one running server owns, and the loop that drives the market and its streams.
+
+`Runtime` is reachable from request handlers through `current_runtime()`. `run_market` is the one
+long-lived task of the market: each tick the simulator trades, and at each stream interval the hub
+publishes what changed, in that order, so every published update carries that tick's trades.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import trio
 from quart import current_app
 
 from marketsrv.market import Market, Simulator
 from marketsrv.settings import Settings
+from marketsrv.streams import Hub
 
 EXTENSION_KEY = "marketsrv"
 
@@ -18,10 +25,48 @@ class Runtime:
     settings: Settings
     market: Market
     simulator: Simulator | None
+    hub: Hub
     started_monotonic: float = field(default_factory=time.monotonic)
-    simulator_running: bool = False
+    running: bool = False
 
 
 def current_runtime() -> Runtime:
     runtime: Runtime = current_app.extensions[EXTENSION_KEY]
     return runtime
+
+
+async def run_market(
+    runtime: Runtime, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Tick the simulator and publish the streams on their schedules until cancelled.
+
+    A late tick is skipped rather than made up in a burst. The hub's watchdog (slow and dead
+    clients) runs once a second in a nursery of its own, since dropping a client may await.
+    """
+    sim, hub = runtime.simulator, runtime.hub
+    tick_s = runtime.settings.tick_interval_ms / 1000
+    publish_s = runtime.settings.stream_interval_ms / 1000
+    async with trio.open_nursery() as nursery:
+        now = trio.current_time()
+        next_tick = next_publish = now
+        next_watch = now + 1.0
+        runtime.running = True
+        task_status.started()
+        try:
+            while True:
+                now = trio.current_time()
+                if sim is not None and now >= next_tick:
+                    sim.step()
+                    next_tick = max(next_tick + tick_s, now)
+                if now >= next_publish:
+                    hub.publish()
+                    next_publish = max(next_publish + publish_s, now)
+                if now >= next_watch:
+                    hub.watch(nursery)
+                    next_watch = now + 1.0
+                wake = min(next_publish, next_watch)
+                if sim is not None:
+                    wake = min(wake, next_tick)
+                await trio.sleep_until(wake)
+        finally:
+            runtime.running = False

@@ -15,9 +15,13 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from marketsrv.app import build_runtime, create_app
+from marketsrv.app import build_runtime, create_asgi
 from marketsrv.runtime import Runtime
 from marketsrv.settings import Settings
+from marketsrv.streams.transport import COMPRESSION_ATTR
+from marketsrv.streams.transport import install as install_transport_hook
+
+log = logging.getLogger("marketsrv")
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -28,6 +32,13 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = logging.getLogger("marketsrv.access") if settings.access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    config.websocket_max_message_size = settings.ws_max_message_bytes
+    config.websocket_ping_interval = settings.ws_ping_interval_s or None
+    # Read by the stream transport's hypercorn hook (streams/transport.py), which is installed
+    # here so that it can refuse permessage-deflate whichever write path the connections use.
+    setattr(config, COMPRESSION_ATTR, settings.ws_compression)
+    if not install_transport_hook() and not settings.ws_compression:
+        log.warning("cannot refuse permessage-deflate on this hypercorn; clients may negotiate it")
     return config
 
 
@@ -40,7 +51,7 @@ async def serve(
 ) -> None:
     """Serve until `shutdown_trigger` returns; report the bound URL through `task_status`."""
     runtime = runtime or build_runtime(settings)
-    app = create_app(runtime)
+    app = create_asgi(runtime)
     config = hypercorn_config(settings)
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(

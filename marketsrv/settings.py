@@ -59,6 +59,30 @@ class Settings:
     )
     trade_history: int = _setting(1000, "Recent trades kept in memory per symbol.")
     candle_history: int = _setting(1440, "One-minute candles kept in memory per symbol.")
+    stream_interval_ms: int = _setting(
+        100, "Milliseconds between stream updates of a symbol (10 to 10000); only changes are sent."
+    )
+    ws_max_connections: int = _setting(1000, "WebSocket connections served at once; more get 1013.")
+    ws_max_symbols: int = _setting(100, "Symbols one WebSocket connection may subscribe to.")
+    ws_max_messages_per_s: float = _setting(
+        20.0,
+        "Messages a second a client may send (bursts of twice that); a flood is closed (1008).",
+    )
+    ws_max_message_bytes: int = _setting(
+        16384, "Largest inbound WebSocket message; a larger one closes the connection (1009)."
+    )
+    ws_slow_client_timeout_s: float = _setting(
+        5.0, "A client whose socket has not drained for this long is closed (4008, slow consumer)."
+    )
+    ws_ping_interval_s: float = _setting(
+        20.0, "Seconds between server pings; a client silent for 3 intervals is dropped. 0: off."
+    )
+    ws_compression: bool = _setting(
+        False, "Accept permessage-deflate when a client offers it (5x fewer bytes, more CPU)."
+    )
+    ws_fast_path: bool = _setting(
+        True, "Write each client's frames of an interval in one batch into hypercorn's stream."
+    )
     log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
     access_log: bool = _setting(False, "Log every HTTP request.")
     graceful_timeout_s: float = _setting(
@@ -166,6 +190,18 @@ def validate(settings: Settings) -> Settings:
         problems.append("tick_interval_ms must be 1 to 10000")
     if not 0.0 <= settings.active_fraction <= 1.0:
         problems.append("active_fraction must be 0 to 1")
+    if not 10 <= settings.stream_interval_ms <= 10_000:
+        problems.append("stream_interval_ms must be 10 to 10000")
+    if settings.ws_max_connections < 1 or settings.ws_max_symbols < 1:
+        problems.append("ws_max_connections and ws_max_symbols must be at least 1")
+    if settings.ws_max_messages_per_s <= 0:
+        problems.append("ws_max_messages_per_s must be positive")
+    if not 256 <= settings.ws_max_message_bytes <= 16 * 1024 * 1024:
+        problems.append("ws_max_message_bytes must be 256 to 16777216")
+    if settings.ws_slow_client_timeout_s <= 0 or settings.ws_ping_interval_s < 0:
+        problems.append(
+            "ws_slow_client_timeout_s must be positive, ws_ping_interval_s not negative"
+        )
     if not 0 <= settings.takers_per_tick <= 20:
         problems.append("takers_per_tick must be 0 to 20")
     if settings.volatility_scale < 0:

@@ -49,3 +49,32 @@ def simulated_market(
         simulator.step()
         clock.advance(100)
     return market, simulator
+
+
+class RecordingTransport:
+    """A stream transport that keeps what would have been written, for in-process tests."""
+
+    fast = False
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+        self.aborted = False
+
+    async def send(self, frames: Any) -> None:
+        import orjson
+
+        self.sent.extend(orjson.loads(f.payload) for f in frames)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def abort(self) -> None:
+        self.aborted = True
+
+    def last_received(self) -> float | None:
+        return None
+
+    def take(self) -> list[dict[str, Any]]:
+        out, self.sent = self.sent, []
+        return out

@@ -7,7 +7,8 @@ never on fixed sleeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from marketsrv.market import Market, Simulator
 from marketsrv.runtime import Runtime
 from marketsrv.server import serve
 from marketsrv.settings import Settings
+from marketsrv.streams import Hub
 from tests.builders import FakeClock, simulated_market
 
 
@@ -35,7 +37,9 @@ async def client(
 ) -> AsyncIterator[Client]:
     """An in-process client over a market that moves only when a test steps its simulator."""
     market, _, _ = stepped
-    runtime = Runtime(settings=Settings(simulate=False), market=market, simulator=None)
+    runtime = Runtime(
+        settings=Settings(simulate=False), market=market, simulator=None, hub=Hub(market)
+    )
     app = create_app(runtime)
     async with app.test_app() as test_app:
         yield test_app.test_client()
@@ -64,3 +68,25 @@ async def http(live_server: tuple[str, Runtime]) -> AsyncIterator[httpx.AsyncCli
     url, _ = live_server
     async with httpx.AsyncClient(base_url=url, timeout=10) as c:
         yield c
+
+
+ServerFactory = Callable[..., Awaitable[tuple[str, Runtime]]]
+
+
+@pytest.fixture
+def start_server(nursery: trio.Nursery) -> ServerFactory:
+    """Start a real server on 127.0.0.1:0 with settings overridden; returns (url, runtime)."""
+
+    async def start(**overrides: Any) -> tuple[str, Runtime]:
+        base = {
+            "host": "127.0.0.1", "port": 0, "seed": 5, "tick_interval_ms": 50,
+            "stream_interval_ms": 50, "graceful_timeout_s": 1.0,
+        }  # fmt: skip
+        settings = Settings(**{**base, **overrides})
+        runtime = build_runtime(settings)
+        url: str = await nursery.start(
+            lambda task_status: serve(settings, runtime=runtime, task_status=task_status)
+        )
+        return url, runtime
+
+    return start

@@ -120,7 +120,7 @@ async def health() -> Health:
         symbols=len(rt.market.instruments),
         uptime_s=round(time.monotonic() - rt.started_monotonic, 3),
         simulator=SimulatorHealth(
-            running=rt.simulator_running,
+            running=rt.running and sim is not None,
             ticks=sim.ticks if sim else 0,
             busy_ms=round(sim.busy_s * 1000, 3) if sim else 0.0,
         ),

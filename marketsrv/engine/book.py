@@ -237,6 +237,12 @@ class OrderBook:
             raise ValueError(f"depth must be an int from 1 to 50, got {n!r}")
         return self._bids.top(n), self._asks.top(n)
 
+    def all_levels(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Every level of both sides as (price, quantity), best first: the snapshot a diff
+        stream starts from."""
+        bids, asks = self._bids, self._asks
+        return bids.top(len(bids.prices)), asks.top(len(asks.prices))
+
     def level_quantity(self, side: Side, price: int) -> int:
         level = (self._bids if side is _BUY else self._asks).levels.get(price)
         return 0 if level is None else level.qty

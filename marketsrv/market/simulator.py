@@ -15,8 +15,6 @@ import math
 import random
 import time
 
-import trio
-
 from marketsrv.engine import Side, TimeInForce
 from marketsrv.market.instruments import Instrument
 from marketsrv.market.state import Market
@@ -94,19 +92,6 @@ class Simulator:
                 self._requote(agent, fair)
         self.ticks += 1
         self.busy_s += time.perf_counter() - started
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Tick forever on a fixed schedule; a late tick is skipped rather than made up in a burst."""
-        interval = self.tick_interval_ms / 1000
-        task_status.started()
-        deadline = trio.current_time()
-        while True:
-            self.step()
-            deadline += interval
-            now = trio.current_time()
-            if deadline < now:
-                deadline = now + interval
-            await trio.sleep_until(deadline)
 
     def _requote(self, agent: _SymbolAgent, fair: float) -> None:
         market, symbol = self.market, agent.inst.symbol

@@ -1,0 +1,158 @@
+"""The frames of the market streams: their JSON shapes, encoded once and framed for the wire once.
+
+Every server frame is the seed's envelope `{"type", "data"}` plus `ts`, the server's wall-clock time in
+epoch seconds when the frame was built (clients and load generators measure latency with it). A
+`Frame` carries the encoded JSON and, lazily, the same text as a complete WebSocket frame, so the hub
+builds a symbol's update once per interval and every subscriber's write just joins ready bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from marketsrv.engine import BookDiff, Trade
+from marketsrv.market import Instrument, Market
+from marketsrv.market.stats import Candle
+
+DEFAULT_DEPTH = 10
+MAX_DEPTH = 50
+
+
+class Frame:
+    """One server message: `payload` is its UTF-8 JSON, `data` the encoded `data` member alone."""
+
+    __slots__ = ("_wire", "data", "payload", "seq", "ts", "type")
+
+    def __init__(self, type: str, data: bytes, ts: float, seq: int | None = None) -> None:
+        self.type = type
+        self.data = data
+        self.ts = ts
+        self.seq = seq  # the book's sequence number, on order_book and order_book_update frames
+        self.payload = b'{"type":"%s","data":%s,"ts":%s}' % (type.encode(), data, repr(ts).encode())
+        self._wire: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    @property
+    def wire(self) -> bytes:
+        """The payload as one unmasked, final WebSocket text frame (RFC 6455, section 5.2)."""
+        if self._wire is None:
+            self._wire = ws_text_header(len(self.payload)) + self.payload
+        return self._wire
+
+
+def ws_text_header(length: int) -> bytes:
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big")
+    return bytes((0x81, 127)) + length.to_bytes(8, "big")
+
+
+def frame(type: str, data: Any, ts: float | None = None) -> Frame:
+    seq = data.get("seq") if type.startswith("order_book") else None
+    return Frame(type, orjson.dumps(data), time.time() if ts is None else ts, seq)
+
+
+def error_frame(code: str, message: str, **extra: Any) -> Frame:
+    return frame("error", {"code": code, "message": message, **extra})
+
+
+def market_data(market: Market, symbol: str) -> dict[str, Any]:
+    """The seed's `market_data`: price, volume, high, low, change, changePercent, top of book."""
+    inst = market.instruments[symbol]
+    stats = market.stats[symbol]
+    price = inst.price
+    bid, bid_size, ask, ask_size = market.top_of_book(symbol)
+    current = stats.current
+    return {
+        "symbol": symbol,
+        "price": price(current),
+        "volume": stats.volume,
+        "high": price(current if stats.high is None else stats.high),
+        "low": price(current if stats.low is None else stats.low),
+        "open": price(current if stats.open is None else stats.open),
+        "previous_close": price(stats.previous_close),
+        "change": price(stats.change),
+        "changePercent": stats.change_percent,
+        "bid": None if bid is None else price(bid),
+        "ask": None if ask is None else price(ask),
+        "bid_size": bid_size,
+        "ask_size": ask_size,
+        "trades": stats.trade_count,
+        "seq": market.books[symbol].seq,
+        "timestamp": market.clock(),
+    }
+
+
+def _levels(inst: Instrument, rows: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    tick_cents = inst.tick_cents
+    return [
+        {"price": p * tick_cents / 100, "quantity": q, "total": p * tick_cents * q / 100}
+        for p, q in rows
+    ]
+
+
+def order_book(market: Market, symbol: str, depth: int | None) -> dict[str, Any]:
+    """The top `depth` levels a side (None: the whole book), with the book's sequence number."""
+    inst = market.instruments[symbol]
+    book = market.books[symbol]
+    bids, asks = book.all_levels() if depth is None else book.depth(depth)
+    return {
+        "symbol": symbol,
+        "bids": _levels(inst, bids),
+        "asks": _levels(inst, asks),
+        "depth": depth if depth is not None else max(len(bids), len(asks)),
+        "seq": book.seq,
+        "timestamp": market.clock(),
+    }
+
+
+def order_book_update(market: Market, diff: BookDiff) -> dict[str, Any]:
+    """Changed levels with absolute quantities (0 removes the level), from `prev_seq` to `seq`."""
+    inst = market.instruments[diff.symbol]
+    tick_cents = inst.tick_cents
+    return {
+        "symbol": diff.symbol,
+        "prev_seq": diff.prev_seq,
+        "seq": diff.seq,
+        "bids": [
+            {"price": p * tick_cents / 100, "quantity": q}
+            for p, q in sorted(diff.bids.items(), reverse=True)
+        ],
+        "asks": [
+            {"price": p * tick_cents / 100, "quantity": q} for p, q in sorted(diff.asks.items())
+        ],
+        "timestamp": market.clock(),
+    }
+
+
+def trade(inst: Instrument, t: Trade) -> dict[str, Any]:
+    return {
+        "symbol": t.symbol,
+        "id": t.trade_id,
+        "price": inst.price(t.price),
+        "quantity": t.quantity,
+        "side": t.aggressor.value,
+        "timestamp": t.timestamp_ms,
+    }
+
+
+def candle(inst: Instrument, c: Candle) -> dict[str, Any]:
+    price = inst.price
+    return {
+        "symbol": inst.symbol,
+        "interval": "1m",
+        "time": c.start_ms,
+        "open": price(c.open),
+        "high": price(c.high),
+        "low": price(c.low),
+        "close": price(c.close),
+        "volume": c.volume,
+        "trades": c.trades,
+    }

@@ -1,0 +1,204 @@
+"""The publisher: once per interval, encode each changed symbol's update once and offer it to
+every subscriber, then wake their senders. It also watches connections: one whose write has been
+stuck past the slow-client bound is closed (4008), and then dropped if it still does not drain;
+one that has sent nothing, not even a pong, for too long is dropped as dead.
+
+The hub never awaits a client: offering a frame is a dict assignment, so one slow or dead socket
+cannot delay the others, the simulator or the REST API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import trio
+
+from marketsrv.market import Market
+from marketsrv.streams import frames
+from marketsrv.streams.connection import CLOSE_SLOW_CONSUMER, Connection
+from marketsrv.streams.frames import Frame, frame
+
+log = logging.getLogger("marketsrv.streams")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    max_connections: int = 1000
+    slow_client_timeout_s: float = 5.0  # a write stuck this long closes the client (4008)
+    dead_client_timeout_s: float = 60.0  # nothing received this long (pings unanswered): drop
+
+
+class _SymbolFrames:
+    """One symbol's frames of one interval, each built on first use and then shared."""
+
+    def __init__(self, market: Market, symbol: str, ts: float) -> None:
+        self.market, self.symbol, self.ts = market, symbol, ts
+        self._market_data: Frame | None = None
+        self._books: dict[int | None, Frame] = {}
+
+    def market_data(self) -> Frame:
+        if self._market_data is None:
+            data = frames.market_data(self.market, self.symbol)
+            self._market_data = frame("market_data", data, self.ts)
+        return self._market_data
+
+    def book(self, depth: int | None) -> Frame:
+        f = self._books.get(depth)
+        if f is None:
+            f = frame("order_book", frames.order_book(self.market, self.symbol, depth), self.ts)
+            self._books[depth] = f
+        return f
+
+
+class Hub:
+    def __init__(self, market: Market, settings: HubSettings | None = None) -> None:
+        self.market = market
+        self.settings = settings or HubSettings()
+        self.connections: set[Connection] = set()
+        self.subscribers: dict[str, set[Connection]] = defaultdict(set)
+        self._published_seq: dict[str, int] = {}
+        self._trade_cursor: dict[str, int] = {s: 0 for s in market.instruments}
+        self.publishes = 0
+        self.slow_closed = 0
+        self.dead_dropped = 0
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def full(self) -> bool:
+        return len(self.connections) >= self.settings.max_connections
+
+    def register(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def unregister(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for symbol in conn.symbols:
+            self.subscribers[symbol].discard(conn)
+        conn.symbols.clear()
+
+    def subscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            conn.symbols.add(symbol)
+            self.subscribers[symbol].add(conn)
+
+    def unsubscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            conn.symbols.discard(symbol)
+            self.subscribers[symbol].discard(conn)
+            conn.forget(symbol)
+
+    # -- snapshots on request ------------------------------------------------------------------
+
+    def book_snapshot(self, symbol: str, depth: int | None) -> Frame:
+        return frame("order_book", frames.order_book(self.market, symbol, depth))
+
+    def send_snapshots(
+        self, conn: Connection, symbols: Iterable[str], order_book: bool = False
+    ) -> None:
+        """The current state of `symbols`, queued behind the replies already waiting."""
+        ts = time.time()
+        for symbol in symbols:
+            if conn.market_data:
+                conn.offer_market(
+                    symbol, frame("market_data", frames.market_data(self.market, symbol), ts)
+                )
+            if conn.order_book or order_book:
+                diff = conn.book_mode == "diff"
+                conn.offer_book(symbol, self.book_snapshot(symbol, None if diff else conn.depth))
+            if conn.candles:
+                candles = self.market.stats[symbol].candles
+                if candles:
+                    inst = self.market.instruments[symbol]
+                    conn.offer_candle(symbol, frame("candle", frames.candle(inst, candles[-1]), ts))
+        conn.wake()
+
+    # -- the interval ----------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Offer every subscriber the symbols that changed since the last call, then wake them."""
+        market = self.market
+        ts = time.time()
+        for symbol, subscribers in self.subscribers.items():
+            if not subscribers:
+                continue
+            book = market.books[symbol]
+            if self._published_seq.get(symbol) == book.seq:
+                continue
+            self._published_seq[symbol] = book.seq
+            shared = _SymbolFrames(market, symbol, ts)
+            diff = book.take_changes()
+            diff_frame = None
+            if diff.bids or diff.asks:
+                diff_frame = frame("order_book_update", frames.order_book_update(market, diff), ts)
+            trade_frames = self._new_trades(symbol, subscribers, ts)
+            candle_frame = None
+            for conn in subscribers:
+                if conn.market_data:
+                    conn.offer_market(symbol, shared.market_data())
+                if conn.order_book:
+                    if conn.book_mode == "diff":
+                        if diff_frame is not None:
+                            conn.offer_book_update(symbol, diff_frame)
+                    else:
+                        conn.offer_book(symbol, shared.book(conn.depth))
+                if conn.candles and trade_frames is not None:
+                    if candle_frame is None:
+                        candle_frame = self._candle(symbol, ts)
+                    conn.offer_candle(symbol, candle_frame)
+                if conn.trades and trade_frames:
+                    for f in trade_frames:
+                        conn.offer_trade(f)
+        for conn in self.connections:
+            conn.wake()
+        self.publishes += 1
+
+    def _new_trades(
+        self, symbol: str, subscribers: set[Connection], ts: float
+    ) -> list[Frame] | None:
+        """Trade frames since the last publish (None: no new trade); built only if someone wants them."""
+        log_ = self.market.trades[symbol]
+        cursor = self._trade_cursor[symbol]
+        if not log_ or log_[-1].trade_id <= cursor:
+            return None
+        self._trade_cursor[symbol] = log_[-1].trade_id
+        if not any(c.trades for c in subscribers):
+            return []
+        inst = self.market.instruments[symbol]
+        new = []
+        for t in reversed(log_):
+            if t.trade_id <= cursor:
+                break
+            new.append(frame("trade", frames.trade(inst, t), ts))
+        new.reverse()
+        return new
+
+    def _candle(self, symbol: str, ts: float) -> Frame:
+        inst = self.market.instruments[symbol]
+        return frame("candle", frames.candle(inst, self.market.stats[symbol].candles[-1]), ts)
+
+    def watch(self, nursery: trio.Nursery) -> None:
+        """Close clients stuck past the slow bound; drop those that stay stuck, or went silent."""
+        now = trio.current_time()
+        slow, dead = self.settings.slow_client_timeout_s, self.settings.dead_client_timeout_s
+        for conn in list(self.connections):
+            stuck_for = 0.0 if conn.inflight_since is None else now - conn.inflight_since
+            stuck = stuck_for > slow
+            if stuck and conn.closing is None:
+                self.slow_closed += 1
+                log.info("closing a slow client: a write has been stuck for %.1f s", stuck_for)
+                conn.close(CLOSE_SLOW_CONSUMER, f"slow consumer: fell more than {slow:g} s behind")
+            elif stuck and conn.closing_since is not None and now - conn.closing_since > slow:
+                self.dead_dropped += 1
+                self.connections.discard(conn)
+                nursery.start_soon(conn.transport.abort)
+            else:
+                last = conn.transport.last_received()
+                if last is not None and now - last > dead:
+                    self.dead_dropped += 1
+                    self.connections.discard(conn)
+                    log.info("dropping a client silent for %.0f s", now - last)
+                    nursery.start_soon(conn.transport.abort)

@@ -1,0 +1,160 @@
+"""How stream frames reach a WebSocket: through plain ASGI, or through hypercorn's stream directly.
+
+The plain path sends one ASGI `websocket.send` per frame. Our prototypes measured that most of the
+server's CPU went to that per-frame write path (hypercorn, wsproto, trio's `send_all`), not to JSON
+or Quart. Hypercorn has no public hook to batch writes, so `install()` wraps one method of its
+`WSStream` (the object behind the ASGI `send` callable) and `HypercornTransport` then writes all of a
+connection's frames of one interval as one `Data` event: one socket write per client per interval,
+frames framed once for everyone. It also records when data last arrived (so silent, dead peers can
+be dropped), strips the permessage-deflate offer when compression is off, and can abort a
+connection whose socket stopped draining.
+
+All of that touches hypercorn internals, so it is active only for the hypercorn versions it was
+tested with (`TESTED_HYPERCORN`); on any other version it logs a warning and every connection
+uses `AsgiTransport`. The `ws_fast_path` setting turns the batched writes alone off; the stream
+tests run both ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version
+from typing import Any, Protocol
+
+import trio
+
+from marketsrv.streams.frames import Frame
+
+log = logging.getLogger("marketsrv.streams")
+
+TESTED_HYPERCORN = {"0.18.0"}
+_LAST_RX = "_marketsrv_last_rx"
+COMPRESSION_ATTR = "marketsrv_ws_compression"  # set on hypercorn's Config by server.py
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Transport(Protocol):
+    fast: bool
+
+    async def send(self, frames: Sequence[Frame]) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+    async def abort(self) -> None: ...
+    def last_received(self) -> float | None: ...
+
+
+class AsgiTransport:
+    """Standard ASGI: one `websocket.send` per frame. Works under any ASGI server."""
+
+    fast = False
+
+    def __init__(self, send: AsgiSend) -> None:
+        self._send = send
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        for f in frames:
+            await self._send({"type": "websocket.send", "text": f.text})
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def abort(self) -> None:
+        """Plain ASGI cannot drop a connection whose writes are stuck; the close frame waits."""
+
+    def last_received(self) -> float | None:
+        return None
+
+
+class HypercornTransport(AsgiTransport):
+    """Hypercorn's WebSocket stream at hand: with `batch`, all of one interval's frames go out in
+    one write; either way the transport can tell when the peer last sent anything and can abort
+    a connection whose writes no longer drain."""
+
+    def __init__(self, send: AsgiSend, stream: Any, batch: bool) -> None:
+        super().__init__(send)
+        self.fast = batch
+        self._stream = stream
+        from hypercorn.protocol.events import Data
+        from wsproto.events import TextMessage
+
+        self._data_event = Data
+        self._text_message = TextMessage
+        # Negotiated extensions (permessage-deflate) compress per connection, with state, so
+        # such a connection cannot share pre-built frames. The handshake is done by now.
+        self.deflate = bool(stream.connection._proto.extensions)
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        if not self.fast:
+            await super().send(frames)
+            return
+        stream = self._stream
+        if stream.closed:
+            raise trio.ClosedResourceError("the WebSocket is closed")
+        if self.deflate:  # each message through wsproto and its compression context
+            connection, message = stream.connection, self._text_message
+            data = b"".join(connection.send(message(data=f.text)) for f in frames)
+        else:
+            data = b"".join([f.wire for f in frames])
+        await stream.send(self._data_event(stream_id=stream.stream_id, data=data))
+
+    async def abort(self) -> None:
+        """Close the TCP stream under a write that no longer drains; the peer sees a reset."""
+        try:
+            tcp_server = self._stream.send.__self__.send.__self__
+            await tcp_server.stream.aclose()
+        except (AttributeError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def last_received(self) -> float | None:
+        last: float | None = getattr(self._stream, _LAST_RX, None)
+        return last
+
+
+_installed: bool | None = None
+
+
+def install() -> bool:
+    """Wrap hypercorn's `WSStream.handle` once; False (and a warning) on an untested version."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    found = version("hypercorn")
+    if found not in TESTED_HYPERCORN:
+        log.warning(
+            "hypercorn %s is not one the WebSocket fast path was tested with (%s): "
+            "using plain ASGI sends",
+            found,
+            ", ".join(sorted(TESTED_HYPERCORN)),
+        )
+        _installed = False
+        return False
+    from hypercorn.protocol.events import Data, Request
+    from hypercorn.protocol.ws_stream import WSStream
+
+    original = WSStream.handle
+
+    async def handle(self: Any, event: Any) -> None:
+        if isinstance(event, Data):
+            setattr(self, _LAST_RX, trio.current_time())
+        elif isinstance(event, Request):
+            setattr(self, _LAST_RX, trio.current_time())
+            if not getattr(self.config, COMPRESSION_ATTR, True):
+                headers = [
+                    (n, v) for n, v in event.headers if n.lower() != b"sec-websocket-extensions"
+                ]
+                event = dataclasses.replace(event, headers=headers)
+        await original(self, event)
+
+    WSStream.handle = handle  # type: ignore[method-assign]
+    _installed = True
+    return True
+
+
+def transport_for(send: AsgiSend, fast_path: bool) -> Transport:
+    """The best transport for this connection's ASGI `send` callable; `fast_path` batches writes."""
+    stream = getattr(send, "__self__", None)
+    if install() and type(stream).__name__ == "WSStream":
+        return HypercornTransport(send, stream, batch=fast_path)
+    return AsgiTransport(send)
