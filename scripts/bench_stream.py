@@ -81,29 +81,50 @@ def client_list(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--clients", type=client_list, default=[25, 50, 100],
-                   help="comma-separated client counts")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--clients", type=client_list, default=[25, 50, 100], help="comma-separated client counts"
+    )
     p.add_argument("--duration", type=float, default=20.0, help="measurement window, s")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before the window")
-    p.add_argument("--deflate-clients", type=client_list, default=None,
-                   help="client counts of the extra permessage-deflate points "
-                        "(default: the highest --clients; 0 for none)")
+    p.add_argument(
+        "--deflate-clients",
+        type=client_list,
+        default=None,
+        help="client counts of the extra permessage-deflate points "
+        "(default: the highest --clients; 0 for none)",
+    )
     p.add_argument("--skip-django", action="store_true", help="measure marketsrv only")
-    p.add_argument("--loadgen", choices=["node", "python"], default=None,
-                   help="load generator (default: node when node and npm exist, else python)")
-    p.add_argument("--marketsrv-arg", action="append", default=[], metavar="ARG",
-                   help="extra marketsrv flag (repeatable; use --marketsrv-arg=--flag)")
+    p.add_argument(
+        "--loadgen",
+        choices=["node", "python"],
+        default=None,
+        help="load generator (default: node when node and npm exist, else python)",
+    )
+    p.add_argument(
+        "--marketsrv-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra marketsrv flag (repeatable; use --marketsrv-arg=--flag)",
+    )
     p.add_argument("--marketsrv-bin", type=Path, default=ROOT / ".venv" / "bin" / "marketsrv")
     p.add_argument("--out", type=Path, default=None, help="append each point's JSON to FILE")
-    p.add_argument("--quiet-max", type=float, default=180.0,
-                   help="longest wait for a quiet host before a point, s")
+    p.add_argument(
+        "--quiet-max",
+        type=float,
+        default=180.0,
+        help="longest wait for a quiet host before a point, s",
+    )
     p.add_argument("--quiet-secs", type=int, default=10, help="quiet seconds needed in a row")
-    p.add_argument("--max-other", type=float, default=0.1,
-                   help="other busy cores above which a point is noisy")
-    p.add_argument("--redo-noisy", type=int, default=1,
-                   help="times a noisy point is redone on a fresh server")
+    p.add_argument(
+        "--max-other", type=float, default=0.1, help="other busy cores above which a point is noisy"
+    )
+    p.add_argument(
+        "--redo-noisy", type=int, default=1, help="times a noisy point is redone on a fresh server"
+    )
     a = p.parse_args(argv)
     if not a.clients:
         p.error("--clients needs at least one count")
@@ -118,20 +139,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def run_loadgen(prefix: list[str], srv: Server, clients: int, deflate: bool,
-                a: argparse.Namespace) -> dict[str, Any]:
-    cmd = [*prefix, "--url", f"ws://{HOST}:{srv.port}{WS_PATH}", "-c", str(clients),
-           "-S", str(SYMBOLS), "-k", str(PER_CLIENT), "-T", f"{a.duration:g}",
-           "--warmup", f"{a.warmup:g}", "--expect-per-client", str(EXPECT_PER_CLIENT),
-           "--label", f"bench_stream {srv.name} c={clients}{' deflate' if deflate else ''}"]
+def run_loadgen(
+    prefix: list[str], srv: Server, clients: int, deflate: bool, a: argparse.Namespace
+) -> dict[str, Any]:
+    cmd = [
+        *prefix,
+        "--url",
+        f"ws://{HOST}:{srv.port}{WS_PATH}",
+        "-c",
+        str(clients),
+        "-S",
+        str(SYMBOLS),
+        "-k",
+        str(PER_CLIENT),
+        "-T",
+        f"{a.duration:g}",
+        "--warmup",
+        f"{a.warmup:g}",
+        "--expect-per-client",
+        str(EXPECT_PER_CLIENT),
+        "--label",
+        f"bench_stream {srv.name} c={clients}{' deflate' if deflate else ''}",
+    ]
     for name, pid in srv.pids.items():
         cmd += ["--pid", f"{name}={pid}"]
     if deflate:
         cmd.append("--deflate")
     timeout = RAMP_TIMEOUT + a.warmup + a.duration + 30.0  # the load generators' own bound + slack
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise LoadgenError(f"load generator still running after {timeout:.0f} s") from exc
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -147,15 +190,32 @@ def start(server: str, a: argparse.Namespace, peer: Path | None) -> Server:
         assert peer is not None
         return start_django(peer, READY_TIMEOUT)
     universe = ROOT / "scripts" / "data" / "universe-sym50.json"
-    args = ["--port", "0", "--universe", str(universe), "--seed", "1",
-            "--takers-per-tick", "2", "--log-level", "warning", *a.marketsrv_arg]
+    args = [
+        "--port",
+        "0",
+        "--universe",
+        str(universe),
+        "--seed",
+        "1",
+        "--takers-per-tick",
+        "2",
+        "--log-level",
+        "warning",
+        *a.marketsrv_arg,
+    ]
     logdir = SCRATCH / "marketsrv"
     logdir.mkdir(parents=True, exist_ok=True)
     return start_marketsrv(a.marketsrv_bin, args, logdir, READY_TIMEOUT)
 
 
-def measure(server: str, clients: int, deflate: bool, a: argparse.Namespace,
-            prefix: list[str], peer: Path | None) -> Point:
+def measure(
+    server: str,
+    clients: int,
+    deflate: bool,
+    a: argparse.Namespace,
+    prefix: list[str],
+    peer: Path | None,
+) -> Point:
     """One attempt: fresh server, handshake check, quiet host, load generator, stop."""
     p = Point(server, clients, deflate)
     srv: Server | None = None
@@ -168,14 +228,18 @@ def measure(server: str, clients: int, deflate: bool, a: argparse.Namespace,
         p.startup_s = srv.startup_s
         hs = handshake(srv.port, deflate)
         if hs.status != 101:
-            p.error = f"{WS_PATH} handshake: " + (f"HTTP {hs.status}" if hs.status else str(hs.error))
+            p.error = f"{WS_PATH} handshake: " + (
+                f"HTTP {hs.status}" if hs.status else str(hs.error)
+            )
             return p
         p.deflate_accepted = hs.deflate_accepted if deflate else None
         q = wait_quiet(a.quiet_max, a.quiet_secs, list(srv.pids.values()))
         p.quiet, p.quiet_wait_s = q.quiet, q.waited_s
         if not q.quiet:
-            p.notes.append(f"host not quiet after {q.waited_s:.0f} s"
-                           + (f" ({len(q.others)} other benchmark processes)" if q.others else ""))
+            p.notes.append(
+                f"host not quiet after {q.waited_s:.0f} s"
+                + (f" ({len(q.others)} other benchmark processes)" if q.others else "")
+            )
             log(f"host still busy after {q.waited_s:.0f} s, measuring anyway {q.others[:3]}")
         try:
             raw = run_loadgen(prefix, srv, clients, deflate, a)
@@ -194,8 +258,14 @@ def measure(server: str, clients: int, deflate: bool, a: argparse.Namespace,
                 log(f"{server} stop: {note}")
 
 
-def run_point(server: str, clients: int, deflate: bool, a: argparse.Namespace,
-              prefix: list[str], peer: Path | None) -> Point:
+def run_point(
+    server: str,
+    clients: int,
+    deflate: bool,
+    a: argparse.Namespace,
+    prefix: list[str],
+    peer: Path | None,
+) -> Point:
     """Measure; redo a noisy point on a fresh server, keeping the quietest attempt."""
 
     def other(x: Point) -> float:
@@ -247,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     peer_error: str | None = None
     try:
         shared = shared_dir()
-        prefix = (prepare_node_loadgen(shared) if a.loadgen == "node"
-                  else prepare_python_loadgen(shared))
+        prefix = (
+            prepare_node_loadgen(shared) if a.loadgen == "node" else prepare_python_loadgen(shared)
+        )
         if not a.skip_django:
             peer = prepare_django(shared)
             if django_needs_install(peer):
@@ -257,8 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"setup failed: {exc}")
         print(json.dumps({"error": f"setup: {exc}"}))
         return 2
-    log(f"loadgen {a.loadgen}; {len(plan)} points of {a.duration:g} s; shared {shared}; "
-        f"scratch {SCRATCH}")
+    log(
+        f"loadgen {a.loadgen}; {len(plan)} points of {a.duration:g} s; shared {shared}; "
+        f"scratch {SCRATCH}"
+    )
 
     points: list[Point] = []
     for server, clients, deflate in plan:
@@ -273,17 +346,26 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(p.summary()) + "\n")
 
     elapsed = round(time.monotonic() - t0, 1)
-    print(f"\nStreaming benchmark, seed workload ({SYMBOLS} symbols, {PER_CLIENT} per client, "
-          f"{EXPECT_PER_CLIENT} updates/s per client offered), loadgen {a.loadgen}, "
-          f"{a.duration:g} s window after {a.warmup:g} s warm-up, a fresh server per point, "
-          f"{os.cpu_count()} cores, {elapsed:.0f} s in all")
+    print(
+        f"\nStreaming benchmark, seed workload ({SYMBOLS} symbols, {PER_CLIENT} per client, "
+        f"{EXPECT_PER_CLIENT} updates/s per client offered), loadgen {a.loadgen}, "
+        f"{a.duration:g} s window after {a.warmup:g} s warm-up, a fresh server per point, "
+        f"{os.cpu_count()} cores, {elapsed:.0f} s in all"
+    )
     print(point_table(points))
     print("\nServer CPU per delivered update, marketsrv / Daphne (lower is better for marketsrv):")
     print(ratio_table(points))
-    meta = {"bench": "stream", "loadgen": a.loadgen, "duration_s": a.duration,
-            "warmup_s": a.warmup, "clients": a.clients, "deflate_clients": deflate_clients,
-            "marketsrv_args": a.marketsrv_arg, "elapsed_s": elapsed,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - elapsed))}
+    meta = {
+        "bench": "stream",
+        "loadgen": a.loadgen,
+        "duration_s": a.duration,
+        "warmup_s": a.warmup,
+        "clients": a.clients,
+        "deflate_clients": deflate_clients,
+        "marketsrv_args": a.marketsrv_arg,
+        "elapsed_s": elapsed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - elapsed)),
+    }
     print(json.dumps(summary(points, a.clients, meta)), flush=True)
     return 0 if all(p.ok for p in points) else 1
 

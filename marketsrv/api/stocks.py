@@ -215,7 +215,7 @@ async def trades(symbol: str, query_args: TradesQuery) -> TradeList:
                 id=t.trade_id,
                 price=inst.price(t.price),
                 quantity=t.quantity,
-                side=t.aggressor.value,
+                side=t.aggressor,
                 timestamp=t.timestamp_ms,
             )
             for t in newest

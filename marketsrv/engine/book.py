@@ -103,7 +103,7 @@ class OrderBook:
                 level = own.levels.get(price)
                 if level is None:
                     level = own.add_level(price)
-                order = Entry(order_id, side, price, remaining, owner, level)
+                order = Entry(order_id, side, price, remaining, owner)
                 level.queue.append(order)
                 level.qty += remaining
                 self._orders[order_id] = order
@@ -198,9 +198,9 @@ class OrderBook:
             return None
         rem = order.remaining
         order.remaining = 0
-        level = order.level
-        level.qty -= rem
         own = self._bids if order.side is _BUY else self._asks
+        level = own.levels[order.price]  # a live order's level is always the one at its price
+        level.qty -= rem
         own.changed.add(level.price)
         if not level.qty:
             own.remove_level(level.price)

@@ -37,23 +37,19 @@ new_trade = _new_trade_factory()
 
 
 class Entry:
-    __slots__ = ("level", "order_id", "owner", "price", "remaining", "side")
+    # No reference back to the Level: Level -> deque -> Entry -> Level would be a reference
+    # cycle, and every filled or cancelled order would then wait for the cyclic garbage
+    # collector (whose full passes showed up as 50-100 ms stalls of the streams).
+    __slots__ = ("order_id", "owner", "price", "remaining", "side")
 
     def __init__(
-        self,
-        order_id: int,
-        side: Side,
-        price: int,
-        remaining: int,
-        owner: str | None,
-        level: Level,
+        self, order_id: int, side: Side, price: int, remaining: int, owner: str | None
     ) -> None:
         self.order_id = order_id
         self.side = side
         self.price = price
         self.remaining = remaining  # 0 marks a cancelled entry still sitting in its deque
         self.owner = owner
-        self.level = level
 
 
 class Level:

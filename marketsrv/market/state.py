@@ -11,14 +11,26 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Literal, NamedTuple
 
-from marketsrv.engine import OrderBook, OrderResult, Side, TimeInForce, Trade
+from marketsrv.engine import OrderBook, OrderResult, Side, TimeInForce
 from marketsrv.market.instruments import Instrument
 from marketsrv.market.stats import SessionStats
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class TradeRecord(NamedTuple):
+    """A trade as the market keeps it. A tuple of plain ints and a str, so CPython's cyclic
+    garbage collector stops tracking it: tens of thousands of kept trades cost it nothing."""
+
+    trade_id: int
+    price: int  # ticks
+    quantity: int
+    aggressor: Literal["buy", "sell"]  # the side of the incoming order
+    timestamp_ms: int
 
 
 class UnknownSymbol(KeyError):
@@ -40,7 +52,7 @@ class Market:
         self.stats: dict[str, SessionStats] = {
             s: SessionStats(i.reference_ticks, candle_history) for s, i in self.instruments.items()
         }
-        self.trades: dict[str, deque[Trade]] = {
+        self.trades: dict[str, deque[TradeRecord]] = {
             s: deque(maxlen=trade_history) for s in self.instruments
         }
         # When each symbol's book or statistics last changed, for `last_updated`.
@@ -83,7 +95,15 @@ class Market:
             log = self.trades[symbol]
             for trade in result.trades:
                 stats.record(trade.price, trade.quantity, trade.timestamp_ms)
-                log.append(trade)
+                log.append(
+                    TradeRecord(
+                        trade.trade_id,
+                        trade.price,
+                        trade.quantity,
+                        "buy" if trade.aggressor is Side.BUY else "sell",
+                        trade.timestamp_ms,
+                    )
+                )
         if book.seq != seq:
             self.updated_ms[symbol] = self.clock()
         return result

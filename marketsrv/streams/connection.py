@@ -54,8 +54,9 @@ class Connection:
         # The outbox.
         self._replies: deque[Frame] = deque()
         self._market: dict[str, Frame] = {}
-        self._books: dict[str, list[Frame]] = {}
-        self._book_seq: dict[str, int] = {}  # seq of the last book queued per symbol
+        self._book: dict[str, Frame] = {}  # snapshot mode: the latest book per symbol
+        self._books: dict[str, list[Frame]] = {}  # diff mode: a snapshot and updates, in order
+        self._book_seq: dict[str, int] = {}  # diff mode: seq of the last book queued per symbol
         self._resync: set[str] = set()
         self._candles: dict[str, Frame] = {}
         self._trades: deque[Frame] = deque()
@@ -83,7 +84,12 @@ class Connection:
             self._market[symbol] = frame
 
     def offer_book(self, symbol: str, frame: Frame) -> None:
-        """A full `order_book` frame: it replaces whatever book of this symbol is still waiting."""
+        """Snapshot mode: an `order_book` frame replaces the one of this symbol still waiting."""
+        if not self.closing:
+            self._book[symbol] = frame
+
+    def start_diffs(self, symbol: str, frame: Frame) -> None:
+        """Diff mode: a whole-book `order_book` that the updates after it build on."""
         if not self.closing:
             self._books[symbol] = [frame]
             self._resync.discard(symbol)
@@ -124,6 +130,7 @@ class Connection:
     def forget(self, symbol: str) -> None:
         """Drop whatever waits for an unsubscribed symbol."""
         self._market.pop(symbol, None)
+        self._book.pop(symbol, None)
         self._books.pop(symbol, None)
         self._book_seq.pop(symbol, None)
         self._resync.discard(symbol)
@@ -133,6 +140,7 @@ class Connection:
         if (
             self._replies
             or self._market
+            or self._book
             or self._books
             or self._resync
             or self._candles
@@ -146,6 +154,7 @@ class Connection:
             self.closing = (code, reason)
             self.closing_since = trio.current_time()
             self._market.clear()
+            self._book.clear()
             self._books.clear()
             self._resync.clear()
             self._candles.clear()
@@ -164,13 +173,12 @@ class Connection:
             else:
                 out.extend(self._market.values())
             self._market.clear()
+        if self._book:
+            out.extend(self._book.values())
+            self._book.clear()
         if self._resync and self._book_snapshot is not None:
-            for symbol in self._resync:
-                snapshot = self._book_snapshot(symbol, None)
-                self._books[symbol] = [snapshot]
-                if snapshot.seq is not None:
-                    self._book_seq[symbol] = snapshot.seq
-            self._resync.clear()
+            for symbol in list(self._resync):
+                self.start_diffs(symbol, self._book_snapshot(symbol, None))
         for pending in self._books.values():
             out.extend(pending)
         self._books.clear()

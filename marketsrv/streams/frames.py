@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from marketsrv.engine import BookDiff, Trade
+from marketsrv.engine import BookDiff
 from marketsrv.market import Instrument, Market
+from marketsrv.market.state import TradeRecord
 from marketsrv.market.stats import Candle
 
 DEFAULT_DEPTH = 10
@@ -132,13 +133,13 @@ def order_book_update(market: Market, diff: BookDiff) -> dict[str, Any]:
     }
 
 
-def trade(inst: Instrument, t: Trade) -> dict[str, Any]:
+def trade(inst: Instrument, t: TradeRecord) -> dict[str, Any]:
     return {
-        "symbol": t.symbol,
+        "symbol": inst.symbol,
         "id": t.trade_id,
         "price": inst.price(t.price),
         "quantity": t.quantity,
-        "side": t.aggressor.value,
+        "side": t.aggressor,
         "timestamp": t.timestamp_ms,
     }
 

@@ -107,8 +107,10 @@ class Hub:
                     symbol, frame("market_data", frames.market_data(self.market, symbol), ts)
                 )
             if conn.order_book or order_book:
-                diff = conn.book_mode == "diff"
-                conn.offer_book(symbol, self.book_snapshot(symbol, None if diff else conn.depth))
+                if conn.book_mode == "diff":
+                    conn.start_diffs(symbol, self.book_snapshot(symbol, None))
+                else:
+                    conn.offer_book(symbol, self.book_snapshot(symbol, conn.depth))
             if conn.candles:
                 candles = self.market.stats[symbol].candles
                 if candles:

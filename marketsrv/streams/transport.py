@@ -17,6 +17,7 @@ tests run both ways.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -76,14 +77,15 @@ class HypercornTransport(AsgiTransport):
         super().__init__(send)
         self.fast = batch
         self._stream = stream
-        from hypercorn.protocol.events import Data
         from wsproto.events import TextMessage
 
-        self._data_event = Data
         self._text_message = TextMessage
         # Negotiated extensions (permessage-deflate) compress per connection, with state, so
         # such a connection cannot share pre-built frames. The handshake is done by now.
         self.deflate = bool(stream.connection._proto.extensions)
+        # The TCP server under the HTTP/1.1 protocol under this stream: batched writes go
+        # straight to its socket, under the lock hypercorn takes for its own writes.
+        self._tcp = stream.send.__self__.send.__self__
 
     async def send(self, frames: Sequence[Frame]) -> None:
         if not self.fast:
@@ -97,15 +99,17 @@ class HypercornTransport(AsgiTransport):
             data = b"".join(connection.send(message(data=f.text)) for f in frames)
         else:
             data = b"".join([f.wire for f in frames])
-        await stream.send(self._data_event(stream_id=stream.stream_id, data=data))
+        tcp = self._tcp
+        async with tcp.send_lock:
+            # Shielded as hypercorn shields its writes: a write cut in half would corrupt the
+            # framing of whatever is sent after it (the close frame, at shutdown).
+            with trio.CancelScope(shield=True):
+                await tcp.stream.send_all(data)
 
     async def abort(self) -> None:
         """Close the TCP stream under a write that no longer drains; the peer sees a reset."""
-        try:
-            tcp_server = self._stream.send.__self__.send.__self__
-            await tcp_server.stream.aclose()
-        except (AttributeError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._tcp.stream.aclose()
 
     def last_received(self) -> float | None:
         last: float | None = getattr(self._stream, _LAST_RX, None)

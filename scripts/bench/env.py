@@ -63,8 +63,15 @@ def run_step(cmd: list[str], cwd: Path, timeout: float, what: str) -> None:
     out = SCRATCH / f"{what.replace(' ', '-')}.log"
     with open(out, "w") as f:
         try:
-            proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            proc = subprocess.run(
+                cmd,
+                cwd=cwd,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise SetupError(f"{what} took more than {timeout:.0f} s, see {out}") from exc
     if proc.returncode != 0:
@@ -95,8 +102,12 @@ def prepare_python_loadgen(shared: Path) -> list[str]:
     if not (venv / "bin" / "python").exists():
         run_step([sys.executable, "-m", "venv", str(venv)], SCRATCH, 120, "loadgen venv")
     if not (marker.exists() and marker.read_bytes() == req.read_bytes()):
-        run_step([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(req)],
-                 SCRATCH, 600, "loadgen pip install")
+        run_step(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(req)],
+            SCRATCH,
+            600,
+            "loadgen pip install",
+        )
         marker.write_bytes(req.read_bytes())
     return [str(venv / "bin" / "python"), str(shared / "peers" / "loadgen.py")]
 
@@ -111,5 +122,7 @@ def prepare_django(shared: Path) -> Path:
 def django_needs_install(peer: Path) -> bool:
     """run.sh installs its venv and redis-server on first use: too slow for a point's 60 s."""
     installed = peer / ".venv" / ".requirements.installed"
-    fresh = installed.exists() and installed.read_bytes() == (peer / "requirements.txt").read_bytes()
+    fresh = (
+        installed.exists() and installed.read_bytes() == (peer / "requirements.txt").read_bytes()
+    )
     return not fresh or shutil.which("redis-server") is None

@@ -65,7 +65,8 @@ class Point:
         updates = raw.get("updates") or 0
         if self.server_cpu_pct is not None and updates:
             self.server_cpu_us_per_update = round(
-                self.server_cpu_pct / 100.0 * dur / updates * 1e6, 2)
+                self.server_cpu_pct / 100.0 * dur / updates * 1e6, 2
+            )
         self.server_rss_mb_max = srv.get("rss_mb_max")
         if updates:
             self.bytes_per_update = round((raw.get("bytes") or 0) / updates, 1)
@@ -104,8 +105,22 @@ def _f(v: Any, fmt: str = "{:,.1f}") -> str:
     return fmt.format(v)
 
 
-COLUMNS = ("server", "C", "deflate", "conn/fail", "updates/s", "B/update", "deliv.",
-           "p50 / p99 ms", "CPU %", "µs/update", "RSS MB", "loadgen CPU %", "other cores", "notes")
+COLUMNS = (
+    "server",
+    "C",
+    "deflate",
+    "conn/fail",
+    "updates/s",
+    "B/update",
+    "deliv.",
+    "p50 / p99 ms",
+    "CPU %",
+    "µs/update",
+    "RSS MB",
+    "loadgen CPU %",
+    "other cores",
+    "notes",
+)
 
 
 def clip(text: str, n: int = 140) -> str:
@@ -118,17 +133,31 @@ def row(p: Point) -> list[str]:
     if p.deflate and p.deflate_accepted is not None:
         deflate = "accepted" if p.deflate_accepted else "refused"
     if not p.ok and p.raw is None:
-        return [p.server, str(p.clients), deflate, *["-"] * (len(COLUMNS) - 4),
-                clip(f"FAILED: {p.error}")]
+        return [
+            p.server,
+            str(p.clients),
+            deflate,
+            *["-"] * (len(COLUMNS) - 4),
+            clip(f"FAILED: {p.error}"),
+        ]
     lg = _f(p.loadgen_cpu_pct) + (" SAT" if p.loadgen_saturated else "")
     notes = clip("; ".join(([f"FAILED: {p.error}"] if not p.ok else []) + p.notes))
-    return [p.server, str(p.clients), deflate,
-            f"{_f(p.connected, '{}')}/{_f(p.connect_failures, '{}')}",
-            _f(p.updates_per_s, "{:,.0f}"), _f(p.bytes_per_update, "{:,.0f}"),
-            _f(p.delivery_ratio, "{:.3f}"),
-            f"{_f(p.p50_ms, '{:.2f}')} / {_f(p.p99_ms, '{:.2f}')}",
-            _f(p.server_cpu_pct), _f(p.server_cpu_us_per_update, "{:.1f}"),
-            _f(p.server_rss_mb_max), lg, _f(p.host_other_cores, "{:.2f}"), notes]
+    return [
+        p.server,
+        str(p.clients),
+        deflate,
+        f"{_f(p.connected, '{}')}/{_f(p.connect_failures, '{}')}",
+        _f(p.updates_per_s, "{:,.0f}"),
+        _f(p.bytes_per_update, "{:,.0f}"),
+        _f(p.delivery_ratio, "{:.3f}"),
+        f"{_f(p.p50_ms, '{:.2f}')} / {_f(p.p99_ms, '{:.2f}')}",
+        _f(p.server_cpu_pct),
+        _f(p.server_cpu_us_per_update, "{:.1f}"),
+        _f(p.server_rss_mb_max),
+        lg,
+        _f(p.host_other_cores, "{:.2f}"),
+        notes,
+    ]
 
 
 def table(rows: list[list[str]], header: tuple[str, ...]) -> str:
@@ -136,8 +165,10 @@ def table(rows: list[list[str]], header: tuple[str, ...]) -> str:
     right = {i for i, h in enumerate(header) if h not in ("server", "deflate", "notes")}
 
     def fmt(r: list[str] | tuple[str, ...]) -> str:
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         return "  ".join(cells).rstrip()
 
     lines = [fmt(header), "  ".join("-" * w for w in widths)]
@@ -154,7 +185,9 @@ def ratios(points: list[Point]) -> list[tuple[int, bool, float | None, float | N
     out = []
     keys = sorted({(p.clients, p.deflate) for p in points}, key=lambda k: (k[1], k[0]))
     for c, d in keys:
-        ms = next((p for p in points if (p.server, p.clients, p.deflate) == ("marketsrv", c, d)), None)
+        ms = next(
+            (p for p in points if (p.server, p.clients, p.deflate) == ("marketsrv", c, d)), None
+        )
         dj = next((p for p in points if (p.server, p.clients, p.deflate) == ("daphne", c, d)), None)
         a = ms.server_cpu_us_per_update if ms and ms.ok else None
         b = dj.server_cpu_us_per_update if dj and dj.ok else None
@@ -163,10 +196,13 @@ def ratios(points: list[Point]) -> list[tuple[int, bool, float | None, float | N
 
 
 def ratio_table(points: list[Point]) -> str:
-    rows = [[str(c), "offered" if d else "-", _f(a, "{:.1f}"), _f(b, "{:.1f}"), _f(r, "{:.3f}")]
-            for c, d, a, b, r in ratios(points)]
-    return table(rows, ("C", "deflate", "marketsrv µs/update", "daphne µs/update",
-                        "marketsrv/daphne"))
+    rows = [
+        [str(c), "offered" if d else "-", _f(a, "{:.1f}"), _f(b, "{:.1f}"), _f(r, "{:.3f}")]
+        for c, d, a, b, r in ratios(points)
+    ]
+    return table(
+        rows, ("C", "deflate", "marketsrv µs/update", "daphne µs/update", "marketsrv/daphne")
+    )
 
 
 def summary(points: list[Point], clients: list[int], meta: dict[str, Any]) -> dict[str, Any]:
@@ -175,8 +211,9 @@ def summary(points: list[Point], clients: list[int], meta: dict[str, Any]) -> di
     top = max(clients) if clients else None
 
     def at(server: str) -> Point | None:
-        return next((p for p in points if (p.server, p.clients, p.deflate) == (server, top, False)),
-                    None)
+        return next(
+            (p for p in points if (p.server, p.clients, p.deflate) == (server, top, False)), None
+        )
 
     ms, dj = at("marketsrv"), at("daphne")
     deflate = [(c, r) for c, d, _, _, r in rs if d]

@@ -65,8 +65,10 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
         proc.kill()
         proc.wait(5.0)
         how = "SIGKILL"
-    return f"did not stop within {timeout:.0f} s of SIGTERM; stopped by {how} after " \
-           f"{time.monotonic() - t0:.0f} s"
+    return (
+        f"did not stop within {timeout:.0f} s of SIGTERM; stopped by {how} after "
+        f"{time.monotonic() - t0:.0f} s"
+    )
 
 
 def alive(pid: int) -> bool:
@@ -99,8 +101,9 @@ def tail(path: Path, n: int = 3) -> str:
     return " | ".join(" ".join(ln.split()) for ln in lines[-n:]) + f" (log: {path})"
 
 
-def wait_for_line(proc: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str],
-                  timeout: float) -> re.Match[str]:
+def wait_for_line(
+    proc: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str], timeout: float
+) -> re.Match[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -119,16 +122,28 @@ def start_marketsrv(binary: Path, args: list[str], logdir: Path, ready_timeout: 
     log = logdir / "marketsrv.log"
     t0 = time.monotonic()
     with open(log, "wb") as f:
-        proc = subprocess.Popen([str(binary), *args], stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(binary), *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
-        m = wait_for_line(proc, log, re.compile(r"listening on http://127\.0\.0\.1:(\d+)"),
-                          ready_timeout)
+        m = wait_for_line(
+            proc, log, re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), ready_timeout
+        )
     except BaseException:
         terminate(proc, 10.0)
         raise
-    return Server("marketsrv", int(m.group(1)), proc, {"server": proc.pid}, log,
-                  round(time.monotonic() - t0, 2))
+    return Server(
+        "marketsrv",
+        int(m.group(1)),
+        proc,
+        {"server": proc.pid},
+        log,
+        round(time.monotonic() - t0, 2),
+    )
 
 
 def read_pid(path: Path) -> int | None:
@@ -147,11 +162,18 @@ def start_django(peer: Path, ready_timeout: float) -> Server:
     log = run / "run.out"
     t0 = time.monotonic()
     with open(log, "wb") as f:
-        proc = subprocess.Popen(["./run.sh"], cwd=peer, stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            ["./run.sh"],
+            cwd=peer,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
-        m = wait_for_line(proc, log, re.compile(r"run\.sh: ready: ws://127\.0\.0\.1:(\d+)/"),
-                          ready_timeout)
+        m = wait_for_line(
+            proc, log, re.compile(r"run\.sh: ready: ws://127\.0\.0\.1:(\d+)/"), ready_timeout
+        )
         daphne = read_pid(run / "daphne.pid")
         if daphne is None:
             raise ServerError(f"ready, but no .run/daphne.pid: {tail(log)}")
@@ -162,8 +184,15 @@ def start_django(peer: Path, ready_timeout: float) -> Server:
     redis = read_pid(run / "redis.pid")  # absent when a redis already answered
     if redis is not None:
         pids["redis"] = redis
-    return Server("daphne", int(m.group(1)), proc, pids, log, round(time.monotonic() - t0, 2),
-                  extra_pids=list(pids.values()))
+    return Server(
+        "daphne",
+        int(m.group(1)),
+        proc,
+        pids,
+        log,
+        round(time.monotonic() - t0, 2),
+        extra_pids=list(pids.values()),
+    )
 
 
 @dataclass
@@ -182,8 +211,10 @@ class Handshake:
 def handshake(port: int, deflate: bool, timeout: float = 5.0) -> Handshake:
     """One raw WebSocket upgrade of WS_PATH (offering deflate as browsers do), then a close."""
     key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET {WS_PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    req = (
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
     if deflate:
         req += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     try:
