@@ -53,10 +53,21 @@ async def serve(
     runtime = runtime or build_runtime(settings)
     app = create_asgi(runtime)
     config = hypercorn_config(settings)
+    hub = runtime.hub
+
+    async def trigger() -> None:
+        if shutdown_trigger is None:
+            await trio.sleep_forever()
+        else:
+            await shutdown_trigger()
+        # Connections now get `graceful_timeout_s` to finish; one whose socket stopped
+        # draining would hold its (shielded) write past that, so the hub drops such at once.
+        hub.shutting_down = True
+
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             lambda task_status: hypercorn_serve(
-                app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+                app, config, shutdown_trigger=trigger, task_status=task_status
             )
         )
         task_status.started(binds[0])

@@ -79,3 +79,59 @@ async def test_process_serves_and_stops_gracefully(signum: int, tmp_path: Path) 
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_shutdown_does_not_wait_for_stuck_or_idle_clients() -> None:
+    """SIGTERM with an idle client and one that stopped reading: the process still exits soon."""
+    import socket as stdlib_socket
+
+    import trio_websocket
+
+    cmd = [sys.executable, "-m", "marketsrv", "--port", "0", "--seed", "4",
+           "--graceful-timeout-s", "1", "--stream-interval-ms", "20", "--tick-interval-ms", "20"]  # fmt: skip
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=_env()
+        )
+        assert proc.stdout is not None
+        output = b""
+        try:
+            while b"listening on http://" not in output:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, output.decode()
+                output += chunk
+            url = output.decode().split("listening on ", 1)[1].split()[0]
+            host, port = url.removeprefix("http://").split(":")
+            async with trio.open_nursery() as nursery:
+                streams = []
+                for rcvbuf in (None, 4096):  # an idle client, then one that stops reading
+                    sock = trio.socket.socket()
+                    if rcvbuf:
+                        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, rcvbuf)
+                    await sock.connect((host, int(port)))
+                    streams.append(trio.SocketStream(sock))
+                async with streams[0], streams[1]:
+                    idle, stuck = [
+                        await trio_websocket.wrap_client_stream(
+                            nursery, stream, host, "/ws/market/", message_queue_size=1
+                        )
+                        for stream in streams
+                    ]
+                    await stuck.send_message(
+                        '{"type":"subscribe","symbols":["SCOM","KCB","EQTY","EABL","BAT"],'
+                        '"order_book":true,"depth":50,"trades":true}'
+                    )
+                    await idle.send_message('{"type":"ping"}')
+                    await idle.get_message()  # both connected and served
+                    # Not a timing assumption: the process must exit soon whether or not the
+                    # stuck client's buffers have filled by now; this only makes it likely.
+                    await trio.sleep(1)
+                    proc.send_signal(signal.SIGTERM)
+                    with trio.fail_after(8):
+                        code = await proc.wait()
+                    assert code == 0, output.decode()
+                nursery.cancel_scope.cancel()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 import pytest
 import trio
@@ -228,6 +229,9 @@ async def test_a_slow_client_is_closed_and_never_delays_the_others(
                 assert "slow consumer" in (closed.value.reason.reason or "")
             else:
                 assert fast_path and runtime.hub.dead_dropped >= 1
+    async with httpx.AsyncClient(base_url=url) as http:
+        streams = (await http.get("/api/health/")).json()["streams"]
+    assert streams["slow_closed"] == 1 and streams["publishes"] > 0
 
 
 @pytest.mark.parametrize("compression", [False, True])

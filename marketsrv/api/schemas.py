@@ -138,8 +138,16 @@ class SimulatorHealth(BaseModel):
     busy_ms: float
 
 
+class StreamsHealth(BaseModel):
+    connections: int  # WebSocket clients now
+    publishes: int  # stream intervals published since start
+    slow_closed: int  # clients closed as slow consumers (4008)
+    dropped: int  # clients dropped because their socket stayed stuck or went silent
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     symbols: int
     uptime_s: float
     simulator: SimulatorHealth
+    streams: StreamsHealth

@@ -27,6 +27,7 @@ from marketsrv.api.schemas import (
     SimulatorHealth,
     Stock,
     StockPage,
+    StreamsHealth,
     TradeList,
     TradeOut,
     TradesQuery,
@@ -123,6 +124,12 @@ async def health() -> Health:
             running=rt.running and sim is not None,
             ticks=sim.ticks if sim else 0,
             busy_ms=round(sim.busy_s * 1000, 3) if sim else 0.0,
+        ),
+        streams=StreamsHealth(
+            connections=len(rt.hub.connections),
+            publishes=rt.hub.publishes,
+            slow_closed=rt.hub.slow_closed,
+            dropped=rt.hub.dead_dropped,
         ),
     )
 

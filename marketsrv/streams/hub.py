@@ -62,6 +62,7 @@ class Hub:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._published_seq: dict[str, int] = {}
         self._trade_cursor: dict[str, int] = {s: 0 for s in market.instruments}
+        self.shutting_down = False  # set when the server stops accepting: no more patience
         self.publishes = 0
         self.slow_closed = 0
         self.dead_dropped = 0
@@ -186,6 +187,8 @@ class Hub:
         """Close clients stuck past the slow bound; drop those that stay stuck, or went silent."""
         now = trio.current_time()
         slow, dead = self.settings.slow_client_timeout_s, self.settings.dead_client_timeout_s
+        if self.shutting_down:
+            slow = min(slow, 0.5)
         for conn in list(self.connections):
             stuck_for = 0.0 if conn.inflight_since is None else now - conn.inflight_since
             stuck = stuck_for > slow
