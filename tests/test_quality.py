@@ -20,5 +20,5 @@ def test_mypy_strict() -> None:
 
 
 def test_ruff() -> None:
-    result = run("ruff", "check", "marketsrv", "tests", "scripts")
+    result = run("ruff", "check", "marketsrv", "storage", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,201 @@
+"""One SQLite file: a writer thread with group commit, and reader connections of their own.
+
+Writes are functions of a connection, queued with `submit(work, done)`. The writer takes every
+request waiting (up to `max_batch`), runs each inside a SAVEPOINT of one `BEGIN IMMEDIATE`
+transaction, commits once, and only then reports each result through its `done` callback: a
+request is acknowledged only after the transaction holding it is durable (with
+`synchronous=FULL`, even across a power loss). A request that raises is rolled back to its
+savepoint alone; the others in the batch still commit. With `group_commit=False` every request
+gets a transaction and an fsync of its own (the benchmark's baseline).
+
+Reads run on a connection per calling thread (`read(work)`), in WAL mode, so they never wait for
+the writer. `close()` stops taking requests, drains the queue, and closes every connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from storage.schema import migrate
+
+log = logging.getLogger("storage")
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+Done = Callable[[Any, BaseException | None], None]
+
+
+class StorageClosed(RuntimeError):
+    """The database is closed (or closing) and takes no more requests."""
+
+
+class Database:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        group_commit: bool = True,
+        max_batch: int = 256,
+    ) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.max_batch = max_batch if group_commit else 1
+        self._queue: queue.SimpleQueue[tuple[Work, Done] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()  # orders submit() against close()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._writer: threading.Thread | None = None
+        self.commits = 0  # transactions committed, for tests and the health page
+        self.requests = 0
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def open(self) -> int:
+        """Create the file if needed, migrate the schema, start the writer; the old version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        found = migrate(conn)
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="storage-writer", daemon=True
+        )
+        self._writer.start()
+        return found
+
+    def close(self) -> None:
+        """Refuse new requests, finish every queued one, close all connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        if self._writer is not None:
+            self._writer.join()
+        for conn in self._readers:
+            conn.close()
+        self._readers.clear()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def submit(self, work: Work, done: Done) -> None:
+        """Queue `work(conn)`; `done(result, error)` is called from the writer thread once the
+        transaction that ran it committed (or failed). Raises StorageClosed after close()."""
+        with self._lock:
+            if self._closed or self._writer is None:
+                raise StorageClosed("the database is closed")
+            self._queue.put((work, done))
+
+    def write(self, work: Work) -> Any:
+        """`submit` for callers that may block (tests, the CLI): wait and return the result."""
+        finished = threading.Event()
+        outcome: list[Any] = []
+
+        def done(result: Any, error: BaseException | None) -> None:
+            outcome.extend((result, error))
+            finished.set()
+
+        self.submit(work, done)
+        finished.wait()
+        if outcome[1] is not None:
+            raise outcome[1]
+        return outcome[0]
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[tuple[Work, Done]] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._run_batch(conn, batch)
+            if stopping:
+                # Requests queued after the sentinel cannot exist (submit checks under the
+                # lock), but drain defensively so no caller waits forever.
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[1](None, StorageClosed("the database closed"))
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Work, Done]]) -> None:
+        outcomes: list[tuple[Done, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for work, done in batch:
+                conn.execute("SAVEPOINT request")
+                try:
+                    result = work(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+                    outcomes.append((done, None, exc))
+                else:
+                    conn.execute("RELEASE request")
+                    outcomes.append((done, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # The transaction itself failed (disk full, I/O error): nothing in it is durable.
+            log.exception("a write transaction failed; %d requests are refused", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(done, None, exc) for _, done in batch]
+        else:
+            self.commits += 1
+        self.requests += len(batch)
+        for done, result, error in outcomes:
+            try:
+                done(result, error)
+            except Exception:
+                log.exception("a write completion callback failed")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(conn)` on this thread's reader connection (a consistent WAL snapshot)."""
+        if self._closed:
+            raise StorageClosed("the database is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        conn.execute("BEGIN")
+        try:
+            return work(conn)
+        finally:
+            conn.execute("COMMIT")

@@ -1,0 +1,127 @@
+"""The schema, as an ordered list of migrations tracked by `PRAGMA user_version`.
+
+Each migration runs once, in its own transaction, and bumps `user_version` to its position in the
+list; a database newer than this code is refused rather than guessed at. Money columns end in
+`_cents` (integers); prices of resting orders also keep their engine ticks for reloading books.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, the cash ledger, orders, fills, holdings, and the outbox.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    -- The wallet's balance is the sum of its ledger; held cash is what open buy orders reserve.
+    CREATE TABLE wallets (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id),
+        balance_cents INTEGER NOT NULL DEFAULT 0 CHECK (balance_cents >= 0),
+        held_cents INTEGER NOT NULL DEFAULT 0 CHECK (held_cents >= 0),
+        CHECK (held_cents <= balance_cents)
+    );
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'buy_fill', 'sell_fill')),
+        amount_cents INTEGER NOT NULL,
+        order_id INTEGER REFERENCES orders(id),
+        fill_id INTEGER REFERENCES fills(id),
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX ledger_user ON ledger(user_id, id);
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        client_order_id TEXT,
+        request_hash TEXT,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        order_type TEXT NOT NULL CHECK (order_type IN ('market', 'limit')),
+        time_in_force TEXT NOT NULL CHECK (time_in_force IN ('gtc', 'ioc', 'fok')),
+        price_cents INTEGER,
+        price_ticks INTEGER,
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        filled_quantity INTEGER NOT NULL DEFAULT 0,
+        filled_cents INTEGER NOT NULL DEFAULT 0,
+        held_cents INTEGER NOT NULL DEFAULT 0 CHECK (held_cents >= 0),
+        held_shares INTEGER NOT NULL DEFAULT 0 CHECK (held_shares >= 0),
+        status TEXT NOT NULL CHECK (status IN
+            ('pending', 'partially_filled', 'executed', 'cancelled', 'failed')),
+        note TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK (filled_quantity BETWEEN 0 AND quantity),
+        UNIQUE (user_id, client_order_id)
+    );
+    CREATE INDEX orders_user ON orders(user_id, id);
+    CREATE INDEX orders_open ON orders(status) WHERE status IN ('pending', 'partially_filled');
+    CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+        quantity INTEGER NOT NULL CHECK (quantity > 0),
+        realized_pnl_cents INTEGER NOT NULL DEFAULT 0,
+        trade_id INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX fills_user ON fills(user_id, id);
+    CREATE INDEX fills_order ON fills(order_id);
+    -- Average cost is cost_cents / quantity, kept exact as the total it divides.
+    CREATE TABLE holdings (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        symbol TEXT NOT NULL,
+        quantity INTEGER NOT NULL DEFAULT 0 CHECK (quantity >= 0),
+        held_quantity INTEGER NOT NULL DEFAULT 0 CHECK (held_quantity >= 0),
+        cost_cents INTEGER NOT NULL DEFAULT 0 CHECK (cost_cents >= 0),
+        realized_pnl_cents INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, symbol),
+        CHECK (held_quantity <= quantity)
+    ) WITHOUT ROWID;
+    -- Every state change writes a row here in its own transaction; a relay publishes them.
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        user_id INTEGER,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER
+    );
+    CREATE INDEX outbox_unpublished ON outbox(id) WHERE published_at IS NULL;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer marketsrv than this one."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; return the version found before."""
+    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the database has schema version {found}; this marketsrv knows up to {SCHEMA_VERSION}"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        # executescript commits first and runs outside any transaction, so wrap it in one.
+        script = MIGRATIONS[version - 1]
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    return found
