@@ -11,26 +11,34 @@ import logging
 import random
 
 import trio
+from quart_cors import cors
 from quart_schema import Info, QuartSchema
 from quart_trio import QuartTrio
 
 from marketsrv import __version__
 from marketsrv.api import register_error_handlers, stocks_blueprint
+from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.jsonio import OrjsonProvider
+from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
 from marketsrv.streams.endpoint import ASGIApp, StreamRouter
+from marketsrv.trading import Trading
 
 log = logging.getLogger("marketsrv")
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """The market and simulator for these settings (reads the universe file; call before serving)."""
+def build_runtime(settings: Settings, *, with_trading: bool = True) -> Runtime:
+    """The market, simulator and trading services for these settings.
+
+    Blocking (reads the universe file, opens the database and reloads open orders): call it
+    before serving, and close the runtime's trading services when done.
+    """
     market = Market(
         load_universe(settings.universe),
         trade_history=settings.trade_history,
@@ -56,7 +64,17 @@ def build_runtime(settings: Settings) -> Runtime:
             dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
         ),
     )
-    return Runtime(settings=settings, market=market, simulator=simulator, hub=hub)
+    trading = None
+    if with_trading:
+        trading = Trading.open(
+            settings.database,
+            market,
+            synchronous=settings.db_synchronous,
+            group_commit=settings.db_group_commit,
+        )
+    return Runtime(
+        settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading
+    )
 
 
 def create_app(runtime: Runtime) -> QuartTrio:
@@ -77,6 +95,16 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)
+    app.register_blueprint(accounts_blueprint)
+    app.register_blueprint(trading_blueprint)
+    origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
+    cors(
+        app,
+        allow_origin="*" if "*" in origins else origins,
+        allow_headers=["Authorization", "Content-Type"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        max_age=600,
+    )
 
     # The market's loop runs in quart-trio's lifespan nursery under a scope of its own:
     # quart-trio waits up to 5 s for background tasks at shutdown, and ours never ends by
@@ -96,6 +124,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
     @app.after_serving
     async def stop_market() -> None:
         market_scope.cancel()
+        if runtime.trading_services is not None:
+            # Drains the writer: every acknowledged write is already durable, this ends the rest.
+            await trio.to_thread.run_sync(runtime.trading_services.close)
 
     return app
 

@@ -17,6 +17,7 @@ from quart import current_app
 from marketsrv.market import Market, Simulator
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
+from marketsrv.trading import Trading, TradingError
 
 EXTENSION_KEY = "marketsrv"
 
@@ -27,8 +28,14 @@ class Runtime:
     market: Market
     simulator: Simulator | None
     hub: Hub
+    trading_services: Trading | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     running: bool = False
+
+    def trading(self) -> Trading:
+        if self.trading_services is None:
+            raise TradingError(503, "trading_unavailable", "this server runs without accounts")
+        return self.trading_services
 
 
 def current_runtime() -> Runtime:

@@ -83,6 +83,22 @@ class Settings:
     ws_fast_path: bool = _setting(
         True, "Write each client's frames of an interval in one batch into hypercorn's stream."
     )
+    database: str = _setting(
+        "data/marketsrv.db", "SQLite file of accounts and orders, created on first start."
+    )
+    db_synchronous: str = _setting(
+        "FULL", "SQLite synchronous mode: FULL survives power loss; NORMAL only a crash."
+    )
+    db_group_commit: bool = _setting(
+        True, "Commit queued writes together in one transaction (one fsync for many orders)."
+    )
+    demo_user: str = _setting(
+        "auto", "Create a funded demo user and print its login: on, off, or auto (on for loopback)."
+    )
+    cors_origins: str = _setting(
+        "http://localhost:3000,http://localhost:5173,http://127.0.0.1:3000,http://127.0.0.1:5173",
+        "Comma-separated origins whose browser pages may call the API; * allows any.",
+    )
     log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
     access_log: bool = _setting(False, "Log every HTTP request.")
     graceful_timeout_s: float = _setting(
@@ -210,6 +226,10 @@ def validate(settings: Settings) -> Settings:
         problems.append("trade_history and candle_history must be at least 1")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("log_level must be debug, info, warning or error")
+    if settings.db_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        problems.append("db_synchronous must be OFF, NORMAL, FULL or EXTRA")
+    if settings.demo_user not in {"auto", "on", "off"}:
+        problems.append("demo_user must be auto, on or off")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

@@ -8,6 +8,7 @@ never on fixed sleeps.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,9 +46,20 @@ async def client(
         yield test_app.test_client()
 
 
+@pytest.fixture(autouse=True)
+def isolated_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's settings (and the CLI's) point at a database of its own."""
+    path = tmp_path / "marketsrv.db"
+    monkeypatch.setenv("MARKETSRV_DATABASE", str(path))
+    return path
+
+
 @pytest.fixture
-def fast_settings() -> Iterator[Settings]:
-    yield Settings(host="127.0.0.1", port=0, seed=3, tick_interval_ms=50, graceful_timeout_s=1.0)
+def fast_settings(isolated_database: Path) -> Iterator[Settings]:
+    yield Settings(
+        host="127.0.0.1", port=0, seed=3, tick_interval_ms=50, graceful_timeout_s=1.0,
+        database=str(isolated_database),
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -74,13 +86,14 @@ ServerFactory = Callable[..., Awaitable[tuple[str, Runtime]]]
 
 
 @pytest.fixture
-def start_server(nursery: trio.Nursery) -> ServerFactory:
+def start_server(nursery: trio.Nursery, isolated_database: Path) -> ServerFactory:
     """Start a real server on 127.0.0.1:0 with settings overridden; returns (url, runtime)."""
 
     async def start(**overrides: Any) -> tuple[str, Runtime]:
         base = {
             "host": "127.0.0.1", "port": 0, "seed": 5, "tick_interval_ms": 50,
             "stream_interval_ms": 50, "graceful_timeout_s": 1.0,
+            "database": str(isolated_database), "demo_user": "off",
         }  # fmt: skip
         settings = Settings(**{**base, **overrides})
         runtime = build_runtime(settings)

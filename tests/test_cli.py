@@ -50,6 +50,7 @@ def test_get_makes_one_in_process_request(capsys: pytest.CaptureFixture[str]) ->
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["MARKETSRV_DATABASE"] = os.environ["MARKETSRV_DATABASE"]  # the test's own (conftest)
     return env
 
 

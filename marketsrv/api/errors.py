@@ -14,6 +14,8 @@ from quart import Quart, Request, Response, jsonify
 from quart_schema.validation import QuerystringValidationError, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from marketsrv.errors import ClientError
+
 log = logging.getLogger("marketsrv.api")
 
 _HTTP_CODES = {
@@ -29,15 +31,8 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(ClientError):
     """Raise from a handler to answer with a JSON error."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 def json_request_class(base: type[Request]) -> type[Request]:
@@ -82,8 +77,8 @@ def _describe(error: Exception) -> tuple[str | None, str]:
 
 
 def register_error_handlers(app: Quart) -> None:
-    @app.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
+    @app.errorhandler(ClientError)
+    async def client_error(error: ClientError) -> Response:
         return error_response(error.status, error.code, error.message, **error.extra)
 
     @app.errorhandler(QuerystringValidationError)

@@ -58,6 +58,9 @@ class Market:
         # When each symbol's book or statistics last changed, for `last_updated`.
         self.updated_ms: dict[str, int] = dict.fromkeys(self.instruments, clock())
         self._order_ids = itertools.count(1)
+        # Called with (symbol, result) after every submit that traded or cancelled a resting
+        # order by self-trade prevention: the trading service settles users' fills from here.
+        self.listeners: list[Callable[[str, OrderResult], None]] = []
 
     @property
     def symbols(self) -> list[str]:
@@ -106,6 +109,9 @@ class Market:
                 )
         if book.seq != seq:
             self.updated_ms[symbol] = self.clock()
+        if self.listeners and (result.trades or result.self_trade_cancels):
+            for listener in self.listeners:
+                listener(symbol, result)
         return result
 
     def cancel(self, symbol: str, order_id: int) -> int | None:

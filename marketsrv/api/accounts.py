@@ -1,0 +1,65 @@
+"""Accounts REST: register, login, logout, and who am I; plus the bearer-token check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, request
+
+from marketsrv.api.errors import ApiError
+from marketsrv.runtime import current_runtime
+from marketsrv.trading.accounts import User
+
+blueprint = Blueprint("accounts", __name__, url_prefix="/api/accounts")
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise ApiError(401, "not_authenticated", "Authentication credentials were not provided.")
+    if scheme.lower() not in ("bearer", "token") or not token.strip():
+        raise ApiError(401, "invalid_token", "Use 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+async def current_user() -> User:
+    user = await current_runtime().trading().accounts.authenticate(bearer_token())
+    if user is None:
+        raise ApiError(401, "invalid_token", "Invalid or revoked token.")
+    return user
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username}
+
+
+async def credentials() -> tuple[Any, Any]:
+    body = await request.get_json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", 'send {"username": ..., "password": ...}')
+    return body.get("username"), body.get("password")
+
+
+@blueprint.post("/register/")
+async def register() -> tuple[dict[str, Any], int]:
+    user, token = await current_runtime().trading().accounts.register(*await credentials())
+    return {"token": token, "user": user_json(user)}, 201
+
+
+@blueprint.post("/login/")
+async def login() -> dict[str, Any]:
+    user, token = await current_runtime().trading().accounts.login(*await credentials())
+    return {"token": token, "user": user_json(user)}
+
+
+@blueprint.post("/logout/")
+async def logout() -> dict[str, Any]:
+    await current_user()
+    await current_runtime().trading().accounts.logout(bearer_token())
+    return {"detail": "Logged out."}
+
+
+@blueprint.get("/me/")
+async def me() -> dict[str, Any]:
+    return user_json(await current_user())

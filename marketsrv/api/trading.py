@@ -1,0 +1,250 @@
+"""Trading REST under /api/trading/: wallet, orders, fills, holdings, portfolio. All need a token."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from quart import Blueprint, request
+
+from marketsrv.api.accounts import current_user
+from marketsrv.api.errors import ApiError
+from marketsrv.runtime import current_runtime
+from marketsrv.trading import portfolio, wallet
+from marketsrv.trading.orders import order_json
+
+blueprint = Blueprint("trading", __name__, url_prefix="/api/trading")
+PAGE_SIZE = 20
+
+
+@blueprint.before_request
+async def authenticate() -> None:
+    if request.method == "OPTIONS":
+        return  # a CORS preflight carries no credentials; quart-cors answers it
+    request.user = await current_user()  # type: ignore[attr-defined]
+
+
+def user_id() -> int:
+    return int(request.user.id)  # type: ignore[attr-defined]
+
+
+def page_args() -> tuple[int, int]:
+    try:
+        page = int(request.args.get("page", "1"))
+        size = int(request.args.get("page_size", str(PAGE_SIZE)))
+    except ValueError:
+        raise ApiError(400, "invalid_page", "page and page_size must be whole numbers") from None
+    if page < 1 or not 1 <= size <= 100:
+        raise ApiError(400, "invalid_page", "page must be at least 1 and page_size 1 to 100")
+    return page, size
+
+
+def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]:
+    pages = max(1, -(-total // size))
+    if page > pages:
+        raise ApiError(404, "invalid_page", f"Invalid page: there are {pages} page(s).")
+
+    def link(n: int) -> str:
+        args = request.args.to_dict()
+        args["page"] = str(n)
+        return f"{request.base_url}?" + "&".join(f"{k}={v}" for k, v in args.items())
+
+    return {
+        "count": total,
+        "next": link(page + 1) if page < pages else None,
+        "previous": link(page - 1) if page > 1 else None,
+        "results": rows,
+    }
+
+
+async def json_body() -> dict[str, Any]:
+    body = await request.get_json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+# -- wallet ------------------------------------------------------------------------------------
+
+
+@blueprint.get("/wallet/")
+async def get_wallet() -> dict[str, Any]:
+    uid = user_id()
+    found = await current_runtime().trading().store.read(lambda c: wallet.get_wallet(c, uid))
+    return found.as_json()
+
+
+@blueprint.post("/wallet/")
+async def deposit() -> dict[str, Any]:
+    cents = wallet.amount_cents((await json_body()).get("amount"))
+    uid = user_id()
+    found = await current_runtime().trading().store.write(lambda c: wallet.deposit(c, uid, cents))
+    return found.as_json()
+
+
+@blueprint.post("/wallet/withdraw/")
+async def withdraw() -> dict[str, Any]:
+    cents = wallet.amount_cents((await json_body()).get("amount"))
+    uid = user_id()
+    found = await current_runtime().trading().store.write(lambda c: wallet.withdraw(c, uid, cents))
+    return found.as_json()
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+@blueprint.post("/orders/")
+async def place_order() -> tuple[dict[str, Any], int]:
+    orders = current_runtime().trading().orders
+    order = orders.parse(user_id(), await request.get_json())
+    body, created = await orders.place(order)
+    return body, 201 if created else 200
+
+
+def _orders_query(
+    conn: sqlite3.Connection,
+    uid: int,
+    status: str | None,
+    symbol: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    where, args = ["user_id = ?"], list[object]([uid])
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if symbol:
+        where.append("symbol = ?")
+        args.append(symbol.upper())
+    clause = " AND ".join(where)
+    total = conn.execute(f"SELECT count(*) FROM orders WHERE {clause}", args).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT * FROM orders WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+        [*args, limit, offset],
+    ).fetchall()
+    out = []
+    for row in rows:
+        fills = conn.execute(
+            "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (row["id"],)
+        ).fetchall()
+        out.append(order_json(row, fills))
+    return out, total
+
+
+STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
+
+
+@blueprint.get("/orders/list/")
+async def list_orders() -> dict[str, Any]:
+    page, size = page_args()
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise ApiError(
+            400, "invalid_status", "status must be one of " + ", ".join(sorted(STATUSES))
+        )
+    symbol = request.args.get("symbol") or None
+    uid = user_id()
+    rows, total = (
+        await current_runtime()
+        .trading()
+        .store.read(lambda c: _orders_query(c, uid, status, symbol, size, (page - 1) * size))
+    )
+    return page_of(rows, total, page, size)
+
+
+@blueprint.get("/orders/")
+async def orders_array() -> list[dict[str, Any]]:
+    """The published client's `GET /api/trading/orders/`: a bare array, newest first (100)."""
+    uid = user_id()
+    rows, _ = (
+        await current_runtime()
+        .trading()
+        .store.read(lambda c: _orders_query(c, uid, None, None, 100, 0))
+    )
+    return rows
+
+
+def _order_id(raw: str) -> int:
+    if not raw.isdigit():
+        raise ApiError(404, "order_not_found", "no such order")
+    return int(raw)
+
+
+@blueprint.get("/orders/<raw_id>/")
+async def get_order(raw_id: str) -> dict[str, Any]:
+    return await current_runtime().trading().orders.get(user_id(), _order_id(raw_id))
+
+
+@blueprint.delete("/orders/<raw_id>/")
+@blueprint.post("/orders/<raw_id>/cancel/")
+async def cancel_order(raw_id: str) -> dict[str, Any]:
+    return await current_runtime().trading().orders.cancel(user_id(), _order_id(raw_id))
+
+
+@blueprint.get("/fills/")
+async def fills() -> dict[str, Any]:
+    page, size = page_args()
+    uid = user_id()
+
+    def work(c: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
+        total = c.execute("SELECT count(*) FROM fills WHERE user_id = ?", (uid,)).fetchone()[0]
+        rows = c.execute(
+            "SELECT * FROM fills WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (uid, size, (page - 1) * size),
+        ).fetchall()
+        return [
+            {"id": r["id"], "order_id": r["order_id"], "symbol": r["symbol"], "side": r["side"],
+             "price": r["price_cents"] / 100, "quantity": r["quantity"],
+             "amount": r["price_cents"] * r["quantity"] / 100,
+             "realized_pnl": r["realized_pnl_cents"] / 100, "trade_id": r["trade_id"],
+             "created_at": ledger_iso(r["created_at"])}
+            for r in rows
+        ], total  # fmt: skip
+
+    rows, total = await current_runtime().trading().store.read(work)
+    return page_of(rows, total, page, size)
+
+
+def ledger_iso(ms: int) -> str:
+    from marketsrv.api.stocks import iso_ms
+
+    return iso_ms(ms)
+
+
+# -- holdings and portfolio --------------------------------------------------------------------
+
+
+@blueprint.get("/holdings/")
+async def holdings() -> list[dict[str, Any]]:
+    rt, uid = current_runtime(), user_id()
+    return await rt.trading().store.read(lambda c: portfolio.holdings(c, rt.market, uid))
+
+
+@blueprint.get("/portfolio/summary/")
+async def portfolio_summary() -> dict[str, Any]:
+    rt, uid = current_runtime(), user_id()
+    return await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, uid))
+
+
+@blueprint.get("/portfolio/metrics/")
+async def portfolio_metrics() -> dict[str, Any]:
+    rt, uid = current_runtime(), user_id()
+
+    def work(c: sqlite3.Connection) -> dict[str, Any]:
+        recent, _ = _orders_query(c, uid, None, None, 10, 0)
+        return portfolio.metrics(c, uid, recent)
+
+    return await rt.trading().store.read(work)
+
+
+@blueprint.get("/portfolio/")
+async def portfolio_overview() -> dict[str, Any]:
+    rt, user = current_runtime(), request.user  # type: ignore[attr-defined]
+    data = await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, user.id))
+    return {
+        "id": user.id,
+        "name": user.username,
+        "cash_balance": data["wallet"]["balance"],
+        "total_value": data["summary"]["total_portfolio_value"],
+        "holdings": data["holdings"],
+    }

@@ -1,0 +1,42 @@
+"""Accounts and paper trading: users and tokens, the cash ledger, orders through the live book,
+holdings and P&L, all durable in `storage` and reached from trio through `Store`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from marketsrv.market import Market
+from marketsrv.trading.accounts import Accounts
+from marketsrv.trading.errors import TradingError
+from marketsrv.trading.orders import Orders
+from marketsrv.trading.store import Store
+from storage import Database
+
+log = logging.getLogger("marketsrv.trading")
+
+
+@dataclass
+class Trading:
+    store: Store
+    accounts: Accounts
+    orders: Orders
+
+    @classmethod
+    def open(cls, path: str, market: Market, *, synchronous: str, group_commit: bool) -> Trading:
+        """Open (or create) the database and put open orders back in the books. Blocking: call
+        before the event loop serves, and before the simulator's first tick."""
+        db = Database(path, synchronous=synchronous, group_commit=group_commit)
+        db.open()
+        store = Store(db)
+        trading = cls(store, Accounts(store), Orders(store, market))
+        reloaded = db.write(trading.orders.reload)
+        if reloaded:
+            log.info("%d open orders back in the books", reloaded)
+        return trading
+
+    def close(self) -> None:
+        self.store.db.close()
+
+
+__all__ = ["Trading", "TradingError"]

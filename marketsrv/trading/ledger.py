@@ -1,0 +1,219 @@
+"""The SQL of an order's life, each function run inside one writer transaction.
+
+accept: check and hold the cash or shares, insert the order.   settle: record what the book did
+(fills on both sides, cash, holdings, realized P&L, statuses, released holds).   cancel: release
+what an open order still holds. Every change also writes an outbox row with a unique key.
+
+Holds: a buy order holds `hold_price_cents x quantity` (its limit, or for a market order the
+collar price); each fill releases the hold of its shares and debits what they actually cost.
+A sell order holds its shares. Average cost is kept as the exact total `cost_cents`; a sell fill
+removes `cost_cents x q / quantity` of it (rounded, the whole of it when the holding empties), so
+realized P&L plus remaining cost always add up to the cash paid and received.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from marketsrv.trading.accounts import now_ms
+from marketsrv.trading.errors import TradingError
+from marketsrv.trading.wallet import get_wallet, outbox, post_ledger
+
+OPEN = ("pending", "partially_filled")
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    user_id: int
+    symbol: str
+    side: str  # "buy" | "sell"
+    order_type: str  # "market" | "limit"
+    time_in_force: str  # "gtc" | "ioc" | "fok"
+    quantity: int
+    price_cents: int | None  # the limit; None for market orders
+    price_ticks: int | None  # the engine's limit (market orders: the collar)
+    hold_price_cents: int  # what one share holds for a buy: the limit, or the collar
+    client_order_id: str | None
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One trade as one user's order saw it."""
+
+    order_id: int
+    user_id: int
+    symbol: str
+    side: str
+    price_cents: int
+    quantity: int
+    trade_id: int
+
+
+def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM orders WHERE id = ?", (order_id,)
+    ).fetchone()
+    if row is None:
+        raise TradingError(404, "order_not_found", "no such order")
+    return row
+
+
+def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
+    """Insert the order and its hold; (row, True) if new, (existing row, False) if a retry."""
+    if o.client_order_id is not None:
+        row = conn.execute(
+            "SELECT * FROM orders WHERE user_id = ? AND client_order_id = ?",
+            (o.user_id, o.client_order_id),
+        ).fetchone()
+        if row is not None:
+            if row["request_hash"] != o.request_hash:
+                raise TradingError(
+                    409, "client_order_id_reused", "client_order_id was used for a different order"
+                )
+            return row, False
+    held_cents = held_shares = 0
+    if o.side == "buy":
+        held_cents = o.hold_price_cents * o.quantity
+        if get_wallet(conn, o.user_id).available_cents < held_cents:
+            raise TradingError(400, "insufficient_funds", "Insufficient funds")
+        conn.execute(
+            "UPDATE wallets SET held_cents = held_cents + ? WHERE user_id = ?",
+            (held_cents, o.user_id),
+        )
+    else:
+        held_shares = o.quantity
+        row = conn.execute(
+            "SELECT quantity - held_quantity FROM holdings WHERE user_id = ? AND symbol = ?",
+            (o.user_id, o.symbol),
+        ).fetchone()
+        if row is None or row[0] < o.quantity:
+            raise TradingError(400, "insufficient_holdings", "Insufficient holdings")
+        conn.execute(
+            "UPDATE holdings SET held_quantity = held_quantity + ? WHERE user_id = ? AND symbol = ?",
+            (o.quantity, o.user_id, o.symbol),
+        )
+    now = now_ms()
+    cur = conn.execute(
+        "INSERT INTO orders (user_id, client_order_id, request_hash, symbol, side, order_type,"
+        " time_in_force, price_cents, price_ticks, quantity, held_cents, held_shares, status,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        (o.user_id, o.client_order_id, o.request_hash, o.symbol, o.side, o.order_type,
+         o.time_in_force, o.price_cents, o.price_ticks, o.quantity, held_cents, held_shares,
+         now, now),
+    )  # fmt: skip
+    order_id = int(cur.lastrowid or 0)
+    row = order_row(conn, order_id)
+    outbox(
+        conn,
+        f"order:{order_id}:accepted",
+        "order",
+        o.user_id,
+        {"id": order_id, "status": "pending"},
+    )
+    return row, True
+
+
+def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
+    """Cash, shares, hold release and realized P&L of one fill; returns the P&L in cents."""
+    now = now_ms()
+    order = order_row(conn, f.order_id)
+    notional = f.price_cents * f.quantity
+    pnl = 0
+    holding = conn.execute(
+        "SELECT quantity, cost_cents FROM holdings WHERE user_id = ? AND symbol = ?",
+        (f.user_id, f.symbol),
+    ).fetchone()
+    if f.side == "buy":
+        hold_per_share = order["held_cents"] // max(1, order["quantity"] - order["filled_quantity"])
+        release = min(order["held_cents"], hold_per_share * f.quantity)
+        conn.execute(
+            "UPDATE wallets SET held_cents = held_cents - ? WHERE user_id = ?", (release, f.user_id)
+        )
+        conn.execute(
+            "UPDATE orders SET held_cents = held_cents - ? WHERE id = ?", (release, f.order_id)
+        )
+        conn.execute(
+            "INSERT INTO holdings (user_id, symbol, quantity, cost_cents) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id, symbol) DO UPDATE SET quantity = quantity + excluded.quantity,"
+            " cost_cents = cost_cents + excluded.cost_cents",
+            (f.user_id, f.symbol, f.quantity, notional),
+        )
+    else:
+        quantity, cost = holding[0], holding[1]
+        removed = (
+            cost if f.quantity == quantity else (cost * f.quantity * 2 + quantity) // (2 * quantity)
+        )
+        pnl = notional - removed
+        conn.execute(
+            "UPDATE holdings SET quantity = quantity - ?, held_quantity = held_quantity - ?,"
+            " cost_cents = cost_cents - ?, realized_pnl_cents = realized_pnl_cents + ?"
+            " WHERE user_id = ? AND symbol = ?",
+            (f.quantity, f.quantity, removed, pnl, f.user_id, f.symbol),
+        )
+        conn.execute(
+            "UPDATE orders SET held_shares = held_shares - ? WHERE id = ?", (f.quantity, f.order_id)
+        )
+    cur = conn.execute(
+        "INSERT INTO fills (order_id, user_id, symbol, side, price_cents, quantity,"
+        " realized_pnl_cents, trade_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (f.order_id, f.user_id, f.symbol, f.side, f.price_cents, f.quantity, pnl, f.trade_id, now),
+    )
+    fill_id = int(cur.lastrowid or 0)
+    kind, cash = ("buy_fill", -notional) if f.side == "buy" else ("sell_fill", notional)
+    post_ledger(conn, f.user_id, kind, cash, f.order_id, fill_id)
+    filled = order["filled_quantity"] + f.quantity
+    status = "executed" if filled == order["quantity"] else "partially_filled"
+    conn.execute(
+        "UPDATE orders SET filled_quantity = ?, filled_cents = filled_cents + ?, status = ?,"
+        " updated_at = ? WHERE id = ?",
+        (filled, notional, status, now, f.order_id),
+    )
+    outbox(conn, f"fill:{fill_id}", "fill", f.user_id, {
+        "order_id": f.order_id, "symbol": f.symbol, "side": f.side, "quantity": f.quantity,
+        "price_cents": f.price_cents, "realized_pnl_cents": pnl,
+    })  # fmt: skip
+    return pnl
+
+
+def close_order(conn: sqlite3.Connection, order_id: int, status: str, note: str) -> sqlite3.Row:
+    """End an order (cancelled, failed, or the unfilled rest of an IOC): release what it holds."""
+    order = order_row(conn, order_id)
+    if order["held_cents"]:
+        conn.execute(
+            "UPDATE wallets SET held_cents = held_cents - ? WHERE user_id = ?",
+            (order["held_cents"], order["user_id"]),
+        )
+    if order["held_shares"]:
+        conn.execute(
+            "UPDATE holdings SET held_quantity = held_quantity - ? WHERE user_id = ? AND symbol = ?",
+            (order["held_shares"], order["user_id"], order["symbol"]),
+        )
+    if order["filled_quantity"] == order["quantity"]:
+        status = "executed"
+    conn.execute(
+        "UPDATE orders SET held_cents = 0, held_shares = 0, status = ?, note = ?, updated_at = ?"
+        " WHERE id = ?",
+        (status, note, now_ms(), order_id),
+    )
+    outbox(conn, f"order:{order_id}:{status}", "order", order["user_id"],
+           {"id": order_id, "status": status})  # fmt: skip
+    return order_row(conn, order_id)
+
+
+def release_unused(conn: sqlite3.Connection, order_id: int) -> None:
+    """A buy filled below its hold price keeps the difference held; give it back once done."""
+    order = order_row(conn, order_id)
+    if order["status"] == "executed" and order["held_cents"]:
+        conn.execute(
+            "UPDATE wallets SET held_cents = held_cents - ? WHERE user_id = ?",
+            (order["held_cents"], order["user_id"]),
+        )
+        conn.execute("UPDATE orders SET held_cents = 0 WHERE id = ?", (order_id,))
+
+
+def open_orders(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return list(
+        conn.execute("SELECT * FROM orders WHERE status IN (?, ?) ORDER BY id", OPEN).fetchall()
+    )

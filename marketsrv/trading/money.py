@@ -1,0 +1,35 @@
+"""Money at the edges: amounts in and out of JSON, exact, in integer cents inside.
+
+A JSON number such as 100000.5 or a string such as "100000.50" is read through its decimal text
+(never through float arithmetic) and must have at most two decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MAX_DEPOSIT_CENTS = 100_000_000_00  # 100 million KES in one deposit
+
+
+class MoneyError(ValueError):
+    pass
+
+
+def parse_cents(raw: object, what: str = "amount") -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise MoneyError(f"{what} must be a number")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise MoneyError(f"{what} must be a number") from None
+    if not value.is_finite():
+        raise MoneyError(f"{what} must be a finite number")
+    cents = value * 100
+    if cents != cents.to_integral_value():
+        raise MoneyError(f"{what} can have at most 2 decimals")
+    return int(cents)
+
+
+def kes(cents: int) -> float:
+    """Cents as a JSON number of KES (exact to the cent when printed)."""
+    return cents / 100

@@ -1,0 +1,324 @@
+"""Orders from users: validation, the hold, matching in the live book, and settlement.
+
+    accept (durable: order + hold)  ->  match in the book (trio thread)  ->  settle (durable)
+
+The answer goes out only after both transactions committed, so an acknowledged order and its
+fills survive a crash. A user's engine order id is the negative of its database id (simulated
+orders have positive ids) and its owner is `u<user id>`, so self-trade prevention applies per user:
+an incoming order cancels the user's own resting orders it would meet. Trades that simulated
+takers make against a user's resting order are settled through the market's trade listener.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import sqlite3
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from marketsrv.engine import OrderResult, Side, TimeInForce
+from marketsrv.market import Market
+from marketsrv.trading import ledger
+from marketsrv.trading.errors import TradingError
+from marketsrv.trading.ledger import Fill, NewOrder
+from marketsrv.trading.money import MoneyError, parse_cents
+from marketsrv.trading.store import Store
+
+log = logging.getLogger("marketsrv.trading")
+
+MAX_QUANTITY = 1_000_000
+PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
+COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
+
+
+def owner_of(user_id: int) -> str:
+    return f"u{user_id}"
+
+
+def user_of(owner: str | None) -> int | None:
+    return int(owner[1:]) if owner and owner.startswith("u") else None
+
+
+class Orders:
+    def __init__(self, store: Store, market: Market) -> None:
+        self.store = store
+        self.market = market
+        market.listeners.append(self._on_result)
+        self._settling = 0  # submits made by this service settle themselves
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def parse(self, user_id: int, body: Any) -> NewOrder:
+        if not isinstance(body, dict):
+            raise TradingError(400, "invalid_body", "the body must be a JSON object")
+        raw_symbol = body.get("symbol", body.get("stock_symbol"))
+        if not isinstance(raw_symbol, str) or not raw_symbol.strip():
+            raise TradingError(400, "invalid_symbol", "symbol is required")
+        symbol = raw_symbol.strip().upper()
+        inst = self.market.instruments.get(symbol)
+        if inst is None:
+            raise TradingError(400, "unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
+        side = str(body.get("side", "buy")).lower()
+        if side not in ("buy", "sell"):
+            raise TradingError(400, "invalid_side", "side must be 'buy' or 'sell'")
+        quantity = body.get("quantity")
+        if isinstance(quantity, str) and quantity.strip().isdigit():
+            quantity = int(quantity)
+        if isinstance(quantity, float) and quantity.is_integer():
+            quantity = int(quantity)
+        if (
+            isinstance(quantity, bool)
+            or not isinstance(quantity, int)
+            or not 0 < quantity <= MAX_QUANTITY
+        ):
+            raise TradingError(
+                400,
+                "invalid_quantity",
+                f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}",
+            )
+        price = body.get("price")
+        order_type = str(body.get("order_type") or ("market" if price is None else "limit")).lower()
+        if order_type not in ("market", "limit"):
+            raise TradingError(400, "invalid_order_type", "order_type must be 'market' or 'limit'")
+        default_tif = "gtc" if order_type == "limit" else "ioc"
+        tif = str(body.get("time_in_force") or default_tif).lower()
+        if tif not in ("gtc", "ioc", "fok") or (order_type == "market" and tif == "gtc"):
+            raise TradingError(
+                400,
+                "invalid_time_in_force",
+                "time_in_force must be gtc, ioc or fok (market orders: ioc or fok)",
+            )
+        client_order_id = body.get("client_order_id")
+        if client_order_id is not None and (
+            not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= 64
+        ):
+            raise TradingError(
+                400,
+                "invalid_client_order_id",
+                "client_order_id must be a string of 1-64 characters",
+            )
+        book = self.market.books[symbol]
+        last = self.market.stats[symbol].current
+        if order_type == "limit":
+            if price is None:
+                raise TradingError(400, "invalid_price", "a limit order needs a price")
+            try:
+                cents = parse_cents(price, "price")
+            except MoneyError as exc:
+                raise TradingError(400, "invalid_price", str(exc)) from None
+            if cents <= 0:
+                raise TradingError(400, "invalid_price", "price must be positive")
+            if cents % inst.tick_cents:
+                raise TradingError(
+                    400,
+                    "invalid_price",
+                    f"price must be a multiple of the tick size {inst.tick_size}",
+                )
+            ticks = cents // inst.tick_cents
+            if abs(ticks - last) > last * PRICE_BAND:
+                low, high = (
+                    inst.price(math.ceil(last * (1 - PRICE_BAND))),
+                    inst.price(int(last * (1 + PRICE_BAND))),
+                )
+                raise TradingError(
+                    400,
+                    "price_out_of_band",
+                    f"price must be within 20% of the last price ({low} to {high})",
+                )
+            hold_cents = cents
+        else:
+            cents = None
+            ticks = self._collar(symbol, Side(side), quantity)
+            hold_cents = inst.cents(ticks)
+        canonical = orjson.dumps(
+            [symbol, side, order_type, tif, quantity, cents], option=orjson.OPT_SORT_KEYS
+        )
+        del book
+        return NewOrder(
+            user_id=user_id, symbol=symbol, side=side, order_type=order_type, time_in_force=tif,
+            quantity=quantity, price_cents=cents, price_ticks=ticks, hold_price_cents=hold_cents,
+            client_order_id=client_order_id, request_hash=hashlib.sha256(canonical).hexdigest(),
+        )  # fmt: skip
+
+    def _collar(self, symbol: str, side: Side, quantity: int) -> int:
+        """The worst price a market order may trade at: where sweeping the book would complete
+        it (or the book's far end), moved 5% further; without a book, 5% from the last price."""
+        book = self.market.books[symbol]
+        bids, asks = book.depth(50)
+        ladder = asks if side is Side.BUY else bids
+        reference = self.market.stats[symbol].current
+        left = quantity
+        for price, size in ladder:
+            reference = price
+            left -= size
+            if left <= 0:
+                break
+        if side is Side.BUY:
+            return math.ceil(reference * (1 + COLLAR))
+        return max(1, math.floor(reference * (1 - COLLAR)))
+
+    # -- placing and cancelling ----------------------------------------------------------------
+
+    async def place(self, order: NewOrder) -> tuple[dict[str, Any], bool]:
+        """Accept, match and settle; (the order with its fills, created?)."""
+        row, created = await self.store.write(lambda conn: ledger.accept(conn, order))
+        if not created:
+            return await self.get(order.user_id, row["id"]), False
+        order_id = row["id"]
+        self._settling += 1
+        try:
+            result = self.market.submit(
+                order.symbol, Side(order.side), order.quantity, order.price_ticks,
+                TimeInForce(order.time_in_force), owner_of(order.user_id), -order_id,
+            )  # fmt: skip
+        finally:
+            self._settling -= 1
+        await self.store.write(lambda conn: self._settle(conn, order.symbol, result, order_id))
+        return await self.get(order.user_id, order_id), True
+
+    async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
+        row = await self.store.read(lambda conn: ledger.order_row(conn, order_id))
+        if row["user_id"] != user_id:
+            raise TradingError(404, "order_not_found", "no such order")
+        if row["status"] not in ledger.OPEN:
+            raise TradingError(
+                400, "order_not_open", f"the order is {row['status']} and cannot be cancelled"
+            )
+        removed = self.market.cancel(row["symbol"], -order_id)
+        if removed is None:
+            raise TradingError(400, "order_not_open", "the order is no longer in the book")
+        await self.store.write(
+            lambda conn: ledger.close_order(conn, order_id, "cancelled", "cancelled by the user")
+        )
+        return await self.get(user_id, order_id)
+
+    # -- settlement ----------------------------------------------------------------------------
+
+    def _settle(
+        self, conn: sqlite3.Connection, symbol: str, result: OrderResult, taker_id: int | None
+    ) -> None:
+        inst = self.market.instruments[symbol]
+        for trade in result.trades:
+            price = inst.cents(trade.price)
+            maker_user = user_of(trade.maker_owner)
+            if maker_user is not None:
+                ledger.apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
+                                             trade.aggressor.opposite.value, price, trade.quantity, trade.trade_id))  # fmt: skip
+                ledger.release_unused(conn, -trade.maker_order_id)
+            taker_user = user_of(trade.taker_owner)
+            if taker_user is not None and taker_id is not None:
+                ledger.apply_fill(conn, Fill(taker_id, taker_user, symbol, trade.aggressor.value,
+                                             price, trade.quantity, trade.trade_id))  # fmt: skip
+        for resting_id, _ in result.self_trade_cancels:
+            ledger.close_order(
+                conn,
+                -resting_id,
+                "cancelled",
+                "cancelled: a newer order of yours met it (self-trade prevention)",
+            )
+        if taker_id is None:
+            return
+        if not result.cancelled:
+            ledger.release_unused(conn, taker_id)
+            return
+        row = ledger.order_row(conn, taker_id)
+        if result.filled:
+            status = "cancelled"
+            note = f"partly filled ({result.filled} of {result.quantity}); the rest was cancelled"
+        elif row["time_in_force"] == "fok":
+            status, note = "cancelled", "fill or kill: not enough liquidity to fill it all at once"
+        elif row["order_type"] == "market":
+            status, note = "failed", "no liquidity within the market order's price collar"
+        else:
+            status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
+        ledger.close_order(conn, taker_id, status, note)
+
+    def _on_result(self, symbol: str, result: OrderResult) -> None:
+        """Market listener: settle user orders that other flow traded against (simulated takers)."""
+        if self._settling or not any(t.maker_order_id < 0 for t in result.trades):
+            return
+
+        def done(_: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("settling fills of resting user orders failed: %s", error)
+
+        self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, user_id: int, order_id: int) -> dict[str, Any]:
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = ledger.order_row(conn, order_id)
+            if row["user_id"] != user_id:
+                raise TradingError(404, "order_not_found", "no such order")
+            fills = conn.execute(
+                "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)
+            ).fetchall()
+            return order_json(row, fills)
+
+        return await self.store.read(work)
+
+    def reload(self, conn: sqlite3.Connection) -> int:
+        """At start-up, before the simulator runs: put open GTC orders back in the (empty) books in
+        their time order; orders accepted but never matched (IOC/FOK) are closed, releasing holds."""
+        count = 0
+        for row in ledger.open_orders(conn):
+            if row["time_in_force"] != "gtc" or row["symbol"] not in self.market.instruments:
+                ledger.close_order(
+                    conn,
+                    row["id"],
+                    "cancelled",
+                    "cancelled: the server restarted before it was matched",
+                )
+                continue
+            remaining = row["quantity"] - row["filled_quantity"]
+            self._settling += 1
+            try:
+                self.market.submit(row["symbol"], Side(row["side"]), remaining, row["price_ticks"],
+                                   TimeInForce.GTC, owner_of(row["user_id"]), -row["id"])  # fmt: skip
+            finally:
+                self._settling -= 1
+            count += 1
+        return count
+
+
+def iso(ms: int | None) -> str | None:
+    from marketsrv.api.stocks import iso_ms
+
+    return None if ms is None else iso_ms(ms)
+
+
+_NOTES = {
+    "pending": "Order placed: resting in the book",
+    "partially_filled": "Order partially filled: the rest is resting in the book",
+    "executed": "Order executed",
+}
+
+
+def order_json(row: sqlite3.Row, fills: list[sqlite3.Row]) -> dict[str, Any]:
+    filled = row["filled_quantity"]
+    average = row["filled_cents"] / filled / 100 if filled else None
+    price = row["price_cents"] / 100 if row["price_cents"] is not None else average
+    pnl = sum(f["realized_pnl_cents"] for f in fills)
+    return {
+        "id": row["id"], "order_id": row["id"], "client_order_id": row["client_order_id"],
+        "symbol": row["symbol"], "stock_symbol": row["symbol"], "side": row["side"],
+        "order_type": row["order_type"], "time_in_force": row["time_in_force"],
+        "price": price, "quantity": row["quantity"], "filled_quantity": filled,
+        "remaining_quantity": row["quantity"] - filled if row["status"] in ledger.OPEN else 0,
+        "average_price": average, "amount": round((price or 0.0) * row["quantity"], 2),
+        "status": row["status"], "note": row["note"] or _NOTES.get(row["status"], ""),
+        "profit_loss": pnl / 100,
+        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "executed_at": iso(fills[-1]["created_at"]) if fills else None,
+        "fills": [
+            {"id": f["id"], "price": f["price_cents"] / 100, "quantity": f["quantity"],
+             "realized_pnl": f["realized_pnl_cents"] / 100, "trade_id": f["trade_id"],
+             "created_at": iso(f["created_at"])}
+            for f in fills
+        ],
+    }  # fmt: skip

@@ -1,0 +1,103 @@
+"""The cash wallet as a ledger: every change of cash is a ledger row, the balance is their sum.
+
+`wallets.balance_cents` is kept equal to the sum of the user's ledger rows in the same
+transaction as each row (a test checks the invariant); `held_cents` is what open buy orders
+reserve, so the available cash is balance - held. Deposits are never profit: P&L comes from fills.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from marketsrv.trading.accounts import now_ms
+from marketsrv.trading.errors import TradingError
+from marketsrv.trading.money import MAX_DEPOSIT_CENTS, MoneyError, kes, parse_cents
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    balance_cents: int
+    held_cents: int
+
+    @property
+    def available_cents(self) -> int:
+        return self.balance_cents - self.held_cents
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "balance": kes(self.balance_cents),
+            "available": kes(self.available_cents),
+            "held": kes(self.held_cents),
+            "currency": "KES",
+        }
+
+
+def outbox(conn: sqlite3.Connection, key: str, topic: str, user_id: int, payload: Any) -> None:
+    """A row for the relay to publish, written in the caller's transaction; `key` is unique."""
+    conn.execute(
+        "INSERT INTO outbox (key, topic, user_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        (key, topic, user_id, orjson.dumps(payload).decode(), now_ms()),
+    )
+
+
+def get_wallet(conn: sqlite3.Connection, user_id: int) -> Wallet:
+    row = conn.execute(
+        "SELECT balance_cents, held_cents FROM wallets WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    if row is None:
+        raise TradingError(404, "no_wallet", "this user has no wallet")
+    return Wallet(row[0], row[1])
+
+
+def post_ledger(
+    conn: sqlite3.Connection,
+    user_id: int,
+    kind: str,
+    cents: int,
+    order_id: int | None = None,
+    fill_id: int | None = None,
+) -> int:
+    """One ledger row and the matching balance change (the CHECKs refuse a negative balance)."""
+    cur = conn.execute(
+        "INSERT INTO ledger (user_id, kind, amount_cents, order_id, fill_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, kind, cents, order_id, fill_id, now_ms()),
+    )
+    conn.execute(
+        "UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?", (cents, user_id)
+    )
+    return int(cur.lastrowid or 0)
+
+
+def amount_cents(raw: object) -> int:
+    try:
+        cents = parse_cents(raw)
+    except MoneyError as exc:
+        raise TradingError(400, "invalid_amount", str(exc)) from None
+    if cents <= 0:
+        raise TradingError(400, "invalid_amount", "amount must be positive")
+    if cents > MAX_DEPOSIT_CENTS:
+        raise TradingError(
+            400, "invalid_amount", f"amount must be at most {kes(MAX_DEPOSIT_CENTS):,.0f} KES"
+        )
+    return cents
+
+
+def deposit(conn: sqlite3.Connection, user_id: int, cents: int) -> Wallet:
+    ledger_id = post_ledger(conn, user_id, "deposit", cents)
+    wallet = get_wallet(conn, user_id)
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json())
+    return wallet
+
+
+def withdraw(conn: sqlite3.Connection, user_id: int, cents: int) -> Wallet:
+    if get_wallet(conn, user_id).available_cents < cents:
+        raise TradingError(400, "insufficient_funds", "Insufficient funds")
+    ledger_id = post_ledger(conn, user_id, "withdrawal", -cents)
+    wallet = get_wallet(conn, user_id)
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json())
+    return wallet

@@ -1,0 +1,316 @@
+"""Accounts and trading through the REST API, in-process, over a real SQLite file.
+
+The market moves only when a test steps its simulator; `settle()` waits until every write queued
+so far (including fills of resting orders made by simulated takers) is committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from quart.typing import TestClientProtocol as Client
+
+from marketsrv.app import create_app
+from marketsrv.engine import Side
+from marketsrv.market import Market, Simulator
+from marketsrv.runtime import Runtime
+from marketsrv.settings import Settings
+from marketsrv.streams import Hub
+from marketsrv.trading import Trading
+from tests.builders import FakeClock, simulated_market
+
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class Env:
+    def __init__(self, client: Client, market: Market, sim: Simulator, trading: Trading) -> None:
+        self.client, self.market, self.sim, self.trading = client, market, sim, trading
+
+    async def settle(self) -> None:
+        await self.trading.store.write(lambda conn: None)  # FIFO: all earlier writes are in
+
+    async def call(self, method: str, path: str, token: str | None = None, json: Any = None,
+                   status: int | None = None) -> Any:  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.open(path, method=method, json=json, headers=headers)
+        body = await response.get_json()
+        if status is not None:
+            assert response.status_code == status, (response.status_code, body)
+        return body
+
+    async def user(self, name: str, cash: int = 0) -> str:
+        body = await self.call("POST", "/api/accounts/register/", json={"username": name, "password": "secret-pw"}, status=201)  # fmt: skip
+        if cash:
+            await self.call("POST", "/api/trading/wallet/", body["token"], {"amount": cash}, 200)
+        return str(body["token"])
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    market, sim = simulated_market(seed=31, steps=5, clock=FakeClock())
+    trading = Trading.open(str(tmp_path / "t.db"), market, synchronous="NORMAL", group_commit=True)
+    trading.accounts.hasher = FAST_HASHER
+    runtime = Runtime(Settings(simulate=False), market, None, Hub(market), trading)
+    app = create_app(runtime)
+    async with app.test_app() as test_app:
+        yield Env(test_app.test_client(), market, sim, trading)
+
+
+def check_invariants(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    for user_id, balance, held in conn.execute(
+        "SELECT user_id, balance_cents, held_cents FROM wallets"
+    ):
+        ledger = conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
+        holds = conn.execute(
+            "SELECT coalesce(sum(held_cents), 0) FROM orders WHERE user_id = ? AND status IN ('pending', 'partially_filled')",
+            (user_id,),
+        ).fetchone()[0]
+        assert balance == ledger and held == holds and balance >= held >= 0, (
+            user_id,
+            balance,
+            ledger,
+            held,
+            holds,
+        )
+    for user_id, symbol, quantity, held in conn.execute(
+        "SELECT user_id, symbol, quantity, held_quantity FROM holdings"
+    ):
+        bought, sold = conn.execute(
+            "SELECT coalesce(sum(CASE side WHEN 'buy' THEN quantity END), 0),"
+            " coalesce(sum(CASE side WHEN 'sell' THEN quantity END), 0) FROM fills WHERE user_id = ? AND symbol = ?",
+            (user_id, symbol)).fetchone()  # fmt: skip
+        shares_held = conn.execute(
+            "SELECT coalesce(sum(held_shares), 0) FROM orders WHERE user_id = ? AND symbol = ? AND status IN ('pending', 'partially_filled')",
+            (user_id, symbol),
+        ).fetchone()[0]
+        assert quantity == bought - sold >= 0 and held == shares_held, (user_id, symbol)
+    conn.close()
+
+
+async def test_the_trader_story(env: Env, tmp_path: Path) -> None:
+    token = await env.user("alice")
+    wallet = await env.call("POST", "/api/trading/wallet/", token, {"amount": 100000}, 200)
+    assert wallet == {"balance": 100000.0, "available": 100000.0, "held": 0.0, "currency": "KES"}
+
+    buy = await env.call("POST", "/api/trading/orders/", token,
+                         {"stock_symbol": "SCOM", "quantity": 1000, "order_type": "market", "side": "buy"}, 201)  # fmt: skip
+    assert buy["status"] == "executed" and buy["filled_quantity"] == 1000
+    for field in ("order_id", "status", "note", "executed_at", "profit_loss", "id", "stock_symbol",
+                  "quantity", "price", "order_type", "side", "created_at"):  # fmt: skip
+        assert field in buy, field
+    cost = sum(f["price"] * f["quantity"] for f in buy["fills"])
+    wallet = await env.call("GET", "/api/trading/wallet/", token, status=200)
+    assert wallet["balance"] == pytest.approx(100000 - cost) and wallet["held"] == 0
+    holding = (await env.call("GET", "/api/trading/holdings/", token, status=200))[0]
+    assert holding["symbol"] == "SCOM" and holding["quantity"] == 1000
+    assert holding["avg_price"] == pytest.approx(cost / 1000)
+
+    ask = env.market.books["SCOM"].best_ask()
+    assert ask is not None
+    limit = env.market.instruments["SCOM"].price(ask + 20)
+    sell = await env.call("POST", "/api/trading/orders/", token,
+                          {"symbol": "SCOM", "side": "sell", "price": limit, "quantity": 400}, 201)  # fmt: skip
+    assert sell["status"] == "pending" and sell["remaining_quantity"] == 400
+    assert env.market.books["SCOM"].level_quantity(Side.SELL, ask + 20) >= 400
+    cancelled = await env.call("DELETE", f"/api/trading/orders/{sell['id']}/", token, status=200)
+    assert cancelled["status"] == "cancelled"
+    assert (await env.call("GET", "/api/trading/holdings/", token))[0]["available_quantity"] == 1000
+
+    sold = await env.call("POST", "/api/trading/orders/", token,
+                          {"symbol": "SCOM", "side": "sell", "quantity": 1000, "order_type": "market"}, 201)  # fmt: skip
+    assert sold["status"] == "executed"
+    proceeds = sum(f["price"] * f["quantity"] for f in sold["fills"])
+    assert sold["profit_loss"] == pytest.approx(proceeds - cost)
+    assert await env.call("GET", "/api/trading/holdings/", token) == []
+    summary = await env.call("GET", "/api/trading/portfolio/summary/", token, status=200)
+    assert summary["summary"]["total_cash"] == pytest.approx(100000 - cost + proceeds)
+    metrics = await env.call("GET", "/api/trading/portfolio/metrics/", token, status=200)
+    assert metrics["account_summary"]["total_realized_pnl"] == pytest.approx(proceeds - cost)
+    assert metrics["trading_statistics"]["total_trades"] == len(buy["fills"]) + len(sold["fills"])
+    listed = await env.call("GET", "/api/trading/orders/list/", token, status=200)
+    assert [o["id"] for o in listed["results"]] == [sold["id"], sell["id"], buy["id"]]
+    assert (await env.call("GET", "/api/trading/orders/list/?status=cancelled", token))[
+        "count"
+    ] == 1
+    assert len(await env.call("GET", "/api/trading/orders/", token)) == 3
+    await env.settle()
+    check_invariants(tmp_path / "t.db")
+
+
+async def test_overdraft_and_overselling_change_nothing(env: Env, tmp_path: Path) -> None:
+    token = await env.user("bob", cash=1000)
+    too_much = await env.call("POST", "/api/trading/orders/", token,
+                              {"symbol": "SCOM", "side": "buy", "quantity": 10000, "order_type": "market"}, 400)  # fmt: skip
+    assert too_much["error"] == "Insufficient funds" and too_much["code"] == "insufficient_funds"
+    oversell = await env.call("POST", "/api/trading/orders/", token,
+                              {"symbol": "SCOM", "side": "sell", "quantity": 1, "order_type": "market"}, 400)  # fmt: skip
+    assert oversell["detail"] == "Insufficient holdings"
+    assert await env.call("GET", "/api/trading/wallet/", token) == {
+        "balance": 1000.0, "available": 1000.0, "held": 0.0, "currency": "KES"}  # fmt: skip
+    assert await env.call("GET", "/api/trading/orders/", token) == []
+    withdraw = await env.call(
+        "POST", "/api/trading/wallet/withdraw/", token, {"amount": 1000.01}, 400
+    )
+    assert withdraw["code"] == "insufficient_funds"
+    check_invariants(tmp_path / "t.db")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"symbol": "NOPE", "side": "buy", "quantity": 1}, "unknown_symbol"),
+        ({"symbol": "SCOM", "side": "hold", "quantity": 1}, "invalid_side"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 0}, "invalid_quantity"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1.5}, "invalid_quantity"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": "lots"}, "invalid_quantity"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": 28.52}, "invalid_price"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": -5}, "invalid_price"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": 99.0}, "price_out_of_band"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": "limit"}, "invalid_price"),
+        (
+            {"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": "stop"},
+            "invalid_order_type",
+        ),
+        (
+            {"symbol": "SCOM", "side": "buy", "quantity": 1, "time_in_force": "day"},
+            "invalid_time_in_force",
+        ),
+        ([1, 2], "invalid_body"),
+    ],
+)
+async def test_bad_orders_are_refused(env: Env, body: Any, code: str) -> None:
+    token = await env.user("carol", cash=100000)
+    assert (await env.call("POST", "/api/trading/orders/", token, body, 400))["code"] == code
+    assert await env.call("GET", "/api/trading/orders/", token) == []
+
+
+@pytest.mark.parametrize("amount", [-5, 0, "1.001", "abc", None, True, 10**12])
+async def test_bad_deposits_are_refused(env: Env, amount: Any) -> None:
+    token = await env.user("dave")
+    body = await env.call("POST", "/api/trading/wallet/", token, {"amount": amount}, 400)
+    assert body["code"] == "invalid_amount"
+
+
+async def test_every_trading_endpoint_needs_a_token(env: Env) -> None:
+    paths = ["/api/trading/wallet/", "/api/trading/orders/", "/api/trading/orders/list/",
+             "/api/trading/orders/1/", "/api/trading/fills/", "/api/trading/holdings/",
+             "/api/trading/portfolio/", "/api/trading/portfolio/summary/", "/api/trading/portfolio/metrics/"]  # fmt: skip
+    for path in paths:
+        assert (await env.call("GET", path, status=401))["code"] == "not_authenticated"
+        assert (await env.call("GET", path, "forged", status=401))["code"] == "invalid_token"
+    for path in (
+        "/api/trading/orders/",
+        "/api/trading/wallet/",
+        "/api/trading/wallet/withdraw/",
+        "/api/trading/orders/1/cancel/",
+    ):
+        assert (await env.call("POST", path, json={}, status=401))["code"] == "not_authenticated"
+    token = await env.user("erin")
+    await env.call("POST", "/api/accounts/logout/", token, status=200)
+    assert (await env.call("GET", "/api/trading/wallet/", token, status=401))[
+        "code"
+    ] == "invalid_token"
+    login = await env.call(
+        "POST",
+        "/api/accounts/login/",
+        json={"username": "erin", "password": "secret-pw"},
+        status=200,
+    )
+    await env.call("GET", "/api/trading/wallet/", login["token"], status=200)
+    bad = await env.call(
+        "POST",
+        "/api/accounts/login/",
+        json={"username": "erin", "password": "wrong-pw"},
+        status=400,
+    )
+    assert bad["code"] == "invalid_credentials"
+
+
+async def test_users_see_and_cancel_only_their_own_orders(env: Env) -> None:
+    alice, mallory = await env.user("alice2", cash=100000), await env.user("mallory", cash=100000)
+    bid = env.market.books["SCOM"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["SCOM"].price(bid - 10)
+    order = await env.call("POST", "/api/trading/orders/", alice,
+                           {"symbol": "SCOM", "side": "buy", "price": price, "quantity": 100}, 201)  # fmt: skip
+    assert order["status"] == "pending"
+    await env.call("GET", f"/api/trading/orders/{order['id']}/", mallory, status=404)
+    await env.call("DELETE", f"/api/trading/orders/{order['id']}/", mallory, status=404)
+    assert await env.call("GET", "/api/trading/orders/", mallory) == []
+    assert (await env.call("GET", f"/api/trading/orders/{order['id']}/", alice, status=200))[
+        "status"
+    ] == "pending"
+
+
+async def test_client_order_id_makes_retries_safe(env: Env) -> None:
+    token = await env.user("frank", cash=100000)
+    body = {
+        "symbol": "KCB",
+        "side": "buy",
+        "quantity": 100,
+        "order_type": "market",
+        "client_order_id": "abc-1",
+    }
+    first = await env.call("POST", "/api/trading/orders/", token, body, 201)
+    again = await env.call("POST", "/api/trading/orders/", token, body, 200)
+    assert again["id"] == first["id"] and again["filled_quantity"] == first["filled_quantity"]
+    changed = await env.call("POST", "/api/trading/orders/", token, {**body, "quantity": 200}, 409)
+    assert changed["code"] == "client_order_id_reused"
+    assert len(await env.call("GET", "/api/trading/orders/", token)) == 1
+
+
+async def test_simulated_takers_fill_resting_orders(env: Env, tmp_path: Path) -> None:
+    token = await env.user("grace", cash=500000)
+    bid = env.market.books["EQTY"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["EQTY"].price(bid)  # joins the best bid: takers will hit it
+    order = await env.call("POST", "/api/trading/orders/", token,
+                           {"symbol": "EQTY", "side": "buy", "price": price, "quantity": 300}, 201)  # fmt: skip
+    for _ in range(200):
+        env.sim.step()
+        await env.settle()
+        current = await env.call("GET", f"/api/trading/orders/{order['id']}/", token)
+        if current["filled_quantity"]:
+            break
+    assert current["filled_quantity"] > 0 and current["fills"]
+    assert all(f["price"] == price for f in current["fills"])  # a maker fills at its own price
+    check_invariants(tmp_path / "t.db")
+
+
+async def test_open_orders_come_back_after_a_restart(env: Env, tmp_path: Path) -> None:
+    token = await env.user("heidi", cash=100000)
+    bid = env.market.books["KCB"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["KCB"].price(bid - 5)
+    order = await env.call("POST", "/api/trading/orders/", token,
+                           {"symbol": "KCB", "side": "buy", "price": price, "quantity": 200}, 201)  # fmt: skip
+    env.trading.close()
+    market, _ = simulated_market(seed=99, steps=0)
+    reopened = Trading.open(str(tmp_path / "t.db"), market, synchronous="NORMAL", group_commit=True)
+    try:
+        resting = market.books["KCB"].get(-order["id"])
+        assert resting is not None and resting.remaining == 200 and resting.owner is not None
+    finally:
+        reopened.close()
+
+
+async def test_cors_preflight_for_a_frontend_on_another_origin(env: Env) -> None:
+    response = await env.client.options(
+        "/api/trading/orders/",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
