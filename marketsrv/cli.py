@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from marketsrv import __version__
+from marketsrv import __version__, users_cli
 from marketsrv.app import build_runtime, create_app
 from marketsrv.market import UniverseError
 from marketsrv.runtime import Runtime
@@ -108,6 +108,9 @@ async def _get(runtime: Runtime, path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["users"]:
+        return users_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.help_settings:
@@ -124,6 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"marketsrv: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    trading = runtime.trading_services
+    if trading is not None and (
+        settings.demo_user == "on" or (settings.demo_user == "auto" and loopback)
+    ):
+        users_cli.ensure_demo_user(trading.store.db)
+        if args.get is None:
+            print(
+                f"demo user: {users_cli.DEMO_USERNAME} / {users_cli.DEMO_PASSWORD} "
+                "(POST /api/accounts/login/; turn off with --demo-user off)",
+                flush=True,
+            )
     if args.get is not None:
         return trio.run(_get, runtime, args.get)
     try:

@@ -1,0 +1,90 @@
+"""`marketsrv users create NAME...`: accounts from the command line, and the demo user.
+
+Both write through the storage writer like the server does (blocking here: no event loop runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from argon2 import PasswordHasher
+
+from marketsrv.errors import ClientError
+from marketsrv.settings import SettingsError, load
+from marketsrv.trading import accounts, wallet
+from marketsrv.trading.money import parse_cents
+from storage import Database
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "marketsrv-demo"
+DEMO_CASH_CENTS = 1_000_000_00
+
+
+def create_user(db: Database, username: str, password: str, deposit_cents: int) -> bool:
+    """Create a user with a wallet (and a first deposit); False if the name is taken."""
+    accounts.check_credentials(username, password)
+    password_hash = PasswordHasher().hash(password)
+
+    def work(conn: sqlite3.Connection) -> bool:
+        if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+            return False
+        user = accounts.insert_user(conn, username, password_hash)
+        if deposit_cents:
+            wallet.deposit(conn, user.id, deposit_cents)
+        return True
+
+    created: bool = db.write(work)
+    return created
+
+
+def ensure_demo_user(db: Database) -> bool:
+    return create_user(db, DEMO_USERNAME, DEMO_PASSWORD, DEMO_CASH_CENTS)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="marketsrv users", description="Manage user accounts.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create users, each with a wallet")
+    create.add_argument("names", nargs="+", metavar="NAME")
+    create.add_argument("--password", help="their password (default: a random one, printed)")
+    create.add_argument("--deposit", default="0", help="KES to deposit in each wallet")
+    create.add_argument("--database", help="SQLite file (default: the database setting)")
+    create.add_argument("--config", metavar="FILE", help="TOML file of settings")
+    args = parser.parse_args(argv)
+    try:
+        settings = load(
+            {"database": args.database} if args.database else {},
+            Path(args.config) if args.config else None,
+        )
+        deposit = parse_cents(args.deposit, "deposit")
+        if deposit < 0:
+            raise ValueError("deposit must not be negative")
+    except (SettingsError, ValueError) as exc:
+        print(f"marketsrv users: {exc}", file=sys.stderr)
+        return 2
+    db = Database(settings.database, synchronous=settings.db_synchronous)
+    db.open()
+    status = 0
+    try:
+        for name in args.names:
+            password = args.password or secrets.token_urlsafe(12)
+            try:
+                created = create_user(db, name, password, deposit)
+            except ClientError as exc:
+                print(f"{name}: {exc.message}", file=sys.stderr)
+                status = 1
+                continue
+            if created:
+                shown = "" if args.password else f" password {password}"
+                print(f"created {name}{shown}")
+            else:
+                print(f"{name}: that username is taken", file=sys.stderr)
+                status = 1
+    finally:
+        db.close()
+    return status
