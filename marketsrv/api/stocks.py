@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
+from werkzeug.exceptions import MethodNotAllowed
 
 from marketsrv.api.errors import ApiError
 from marketsrv.api.schemas import (
@@ -174,6 +175,12 @@ async def batch(data: BatchRequest) -> BatchResponse:
         else:
             missing.append(raw)
     return BatchResponse(stocks=stocks, missing=missing)
+
+
+@blueprint.get("/stocks/batch/")
+async def batch_is_post_only() -> dict[str, str]:
+    # Without this, GET /stocks/batch/ would read "batch" as a symbol and answer 404.
+    raise MethodNotAllowed(valid_methods=["POST"])
 
 
 @blueprint.get("/stocks/<symbol>/")

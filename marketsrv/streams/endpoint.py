@@ -30,7 +30,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 _MARKET = re.compile(r"^/ws/market/?$")
-_ORDERBOOK = re.compile(r"^/ws/orderbook/([^/]{1,32})/?$")
+_ORDERBOOK = re.compile(r"^/ws/orderbook/([^/]+)/?$")
 
 
 class StreamRouter:
@@ -50,7 +50,7 @@ class StreamRouter:
                 return
             match = _ORDERBOOK.match(path)
             if match:
-                await self.serve(receive, send, match.group(1).strip().upper())
+                await self.serve(receive, send, match.group(1).strip().upper()[:64])
                 return
         await self.app(scope, receive, send)
 

@@ -143,8 +143,14 @@ class Session:
             setattr(conn, name, value)
         if depth is not None:
             conn.depth = depth
-        if mode is not None:
+        resnapshot: list[str] = []
+        if mode == "diff":
+            conn.order_book = True  # asking for book diffs is asking for the book
+        if mode is not None and mode != conn.book_mode:
             conn.book_mode = mode
+            # Books already streamed in the other mode: a diff client needs a whole book to
+            # build on (the depth-limited frames it had are not one), so start every one again.
+            resnapshot = [s for s in conn.symbols if s not in known]
         hub.subscribe(conn, known)
         self._confirm()
         if unknown:
@@ -153,6 +159,8 @@ class Session:
                 symbols=unknown,
             ))  # fmt: skip
         hub.send_snapshots(conn, known)
+        if resnapshot:
+            hub.send_snapshots(conn, resnapshot)
 
     def _snapshot(self, message: dict[str, Any]) -> None:
         conn, hub = self.conn, self.hub
@@ -200,6 +208,8 @@ def _flag(message: dict[str, Any], name: str) -> bool:
 def _depth(message: dict[str, Any]) -> int:
     """A requested depth, clamped to 1..50 as the seed's client expects; non-integers are errors."""
     value: object = message["depth"]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 20.0 is 20
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest("invalid_depth", "depth must be an integer from 1 to 50", field="depth")
     return max(1, min(frames.MAX_DEPTH, value))
