@@ -314,3 +314,57 @@ async def test_cors_preflight_for_a_frontend_on_another_origin(env: Env) -> None
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
+
+
+async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> None:
+    """Two open orders that crossed (their settlement never committed) trade when reloaded."""
+    from marketsrv.trading import ledger, wallet
+    from marketsrv.trading.accounts import insert_user
+    from storage import Database
+
+    path = tmp_path / "t.db"
+    db = Database(path)
+    db.open()
+
+    def setup(conn: sqlite3.Connection) -> None:
+        buyer, seller = insert_user(conn, "buyer", "x"), insert_user(conn, "seller", "x")
+        wallet.deposit(conn, buyer.id, 100_000_00)
+        conn.execute(
+            "INSERT INTO holdings (user_id, symbol, quantity, cost_cents) VALUES (?, 'SCOM', 500, 1400000)",
+            (seller.id,),
+        )
+        for user, side, price in ((seller, "sell", 2850), (buyer, "buy", 2860)):
+            ledger.accept(conn, ledger.NewOrder(
+                user.id, "SCOM", side, "limit", "gtc", 300, price, price // 5, price, None, side,
+            ))  # fmt: skip
+
+    db.write(setup)
+    db.close()
+    market, _ = simulated_market(seed=1, steps=0)
+    trading = Trading.open(str(path), market, synchronous="NORMAL", group_commit=True)
+    trading.close()
+    conn = sqlite3.connect(path)
+    statuses = [r[0] for r in conn.execute("SELECT status FROM orders ORDER BY id")]
+    fills = conn.execute("SELECT side, price_cents, quantity FROM fills ORDER BY side").fetchall()
+    conn.close()
+    assert statuses == ["executed", "executed"]
+    assert fills == [
+        ("buy", 2850, 300),
+        ("sell", 2850, 300),
+    ]  # at the resting (older) order's price
+    assert market.books["SCOM"].best_bid() is None  # nothing left resting
+    conn = sqlite3.connect(path)
+    held = conn.execute("SELECT sum(held_cents) FROM wallets").fetchone()[0]
+    holdings = conn.execute(
+        "SELECT quantity, held_quantity FROM holdings ORDER BY user_id"
+    ).fetchall()
+    balances = conn.execute(
+        "SELECT w.balance_cents, (SELECT sum(amount_cents) FROM ledger l WHERE l.user_id = w.user_id)"
+        " FROM wallets w ORDER BY user_id"
+    ).fetchall()
+    conn.close()
+    assert held == 0 and holdings == [(300, 0), (200, 0)]
+    assert balances == [
+        (100_000_00 - 2850 * 300, 100_000_00 - 2850 * 300),
+        (2850 * 300, 2850 * 300),
+    ]

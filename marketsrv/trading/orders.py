@@ -27,6 +27,7 @@ from marketsrv.trading.errors import TradingError
 from marketsrv.trading.ledger import Fill, NewOrder
 from marketsrv.trading.money import MoneyError, parse_cents
 from marketsrv.trading.store import Store
+from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
 
@@ -246,7 +247,10 @@ class Orders:
             if error is not None:
                 log.error("settling fills of resting user orders failed: %s", error)
 
-        self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
+        try:
+            self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
+        except StorageClosed:
+            log.error("fills of resting user orders arrived after the database closed")
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -278,10 +282,16 @@ class Orders:
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
             try:
-                self.market.submit(row["symbol"], Side(row["side"]), remaining, row["price_ticks"],
-                                   TimeInForce.GTC, owner_of(row["user_id"]), -row["id"])  # fmt: skip
+                result = self.market.submit(
+                    row["symbol"], Side(row["side"]), remaining, row["price_ticks"],
+                    TimeInForce.GTC, owner_of(row["user_id"]), -row["id"],
+                )  # fmt: skip
             finally:
                 self._settling -= 1
+            if result.trades or result.self_trade_cancels:
+                # Two open orders that crossed: their match happened before the crash but its
+                # settlement never committed. Settle it now, in this same transaction.
+                self._settle(conn, row["symbol"], result, row["id"])
             count += 1
         return count
 
