@@ -136,3 +136,37 @@ async def test_shutdown_does_not_wait_for_stuck_or_idle_clients() -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def test_users_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "u.db")
+    assert (
+        main(
+            [
+                "users",
+                "create",
+                "ann",
+                "bob",
+                "--password",
+                "pw-123456",
+                "--deposit",
+                "2500.50",
+                "--database",
+                db,
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines() == ["created ann", "created bob"]
+    assert main(["users", "create", "ann", "--database", db]) == 1  # taken
+    assert "taken" in capsys.readouterr().err
+    assert main(["users", "create", "x", "--database", db]) == 1  # too short a name
+    assert main(["users", "create", "cy", "--deposit", "1.001", "--database", db]) == 2
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT u.username, w.balance_cents FROM users u JOIN wallets w ON w.user_id = u.id ORDER BY u.id"
+    ).fetchall()
+    conn.close()
+    assert rows == [("ann", 250050), ("bob", 250050)]

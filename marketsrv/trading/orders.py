@@ -311,7 +311,7 @@ _NOTES = {
 
 def order_json(row: sqlite3.Row, fills: list[sqlite3.Row]) -> dict[str, Any]:
     filled = row["filled_quantity"]
-    average = row["filled_cents"] / filled / 100 if filled else None
+    average = round(row["filled_cents"] / filled / 100, 2) if filled else None
     price = row["price_cents"] / 100 if row["price_cents"] is not None else average
     pnl = sum(f["realized_pnl_cents"] for f in fills)
     return {

@@ -32,7 +32,7 @@ def holdings(conn: sqlite3.Connection, market: Market, user_id: int) -> list[dic
             "name": inst.name if inst else symbol,
             "quantity": quantity,
             "available_quantity": quantity - held,
-            "avg_price": round(cost / quantity / 100, 4),
+            "avg_price": round(cost / quantity / 100, 2),
             "current_price": kes(current_cents),
             "market_value": kes(value),
             "cost_basis": kes(cost),
