@@ -178,8 +178,12 @@ class Orders:
             )  # fmt: skip
         finally:
             self._settling -= 1
-        await self.store.write(lambda conn: self._settle(conn, order.symbol, result, order_id))
-        return await self.get(order.user_id, order_id), True
+
+        def settle(conn: sqlite3.Connection) -> dict[str, Any]:
+            self._settle(conn, order.symbol, result, order_id)
+            return order_view(conn, order_id)  # read in the same transaction: no extra hop
+
+        return await self.store.write(settle), True
 
     async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
         row = await self.store.read(lambda conn: ledger.order_row(conn, order_id))
@@ -255,16 +259,7 @@ class Orders:
     # -- reading -------------------------------------------------------------------------------
 
     async def get(self, user_id: int, order_id: int) -> dict[str, Any]:
-        def work(conn: sqlite3.Connection) -> dict[str, Any]:
-            row = ledger.order_row(conn, order_id)
-            if row["user_id"] != user_id:
-                raise TradingError(404, "order_not_found", "no such order")
-            fills = conn.execute(
-                "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)
-            ).fetchall()
-            return order_json(row, fills)
-
-        return await self.store.read(work)
+        return await self.store.read(lambda conn: order_view(conn, order_id, user_id))
 
     def reload(self, conn: sqlite3.Connection) -> int:
         """At start-up, before the simulator runs: put open GTC orders back in the (empty) books in
@@ -300,6 +295,19 @@ def iso(ms: int | None) -> str | None:
     from marketsrv.api.stocks import iso_ms
 
     return None if ms is None else iso_ms(ms)
+
+
+def order_view(
+    conn: sqlite3.Connection, order_id: int, user_id: int | None = None
+) -> dict[str, Any]:
+    """An order with its fills as JSON; a 404 if `user_id` is given and is not its owner."""
+    row = ledger.order_row(conn, order_id)
+    if user_id is not None and row["user_id"] != user_id:
+        raise TradingError(404, "order_not_found", "no such order")
+    fills = conn.execute(
+        "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)
+    ).fetchall()
+    return order_json(row, fills)
 
 
 _NOTES = {

@@ -94,8 +94,9 @@ def prepare_node_loadgen(shared: Path) -> list[str]:
     return ["node", str(dst / "loadgen.mjs")]
 
 
-def prepare_python_loadgen(shared: Path) -> list[str]:
-    """A scratch venv from peers/loadgen-requirements.txt; returns the command prefix."""
+def prepare_python_loadgen(shared: Path, script: str = "loadgen.py") -> list[str]:
+    """A scratch venv from peers/loadgen-requirements.txt; returns the command prefix that runs
+    `peers/<script>` with it (`loadgen.py`, or `orders_loadgen.py`, which imports loadgen.py)."""
     venv = SCRATCH / "loadgen-py-venv"
     req = shared / "peers" / "loadgen-requirements.txt"
     marker = venv / ".bench-requirements.txt"
@@ -109,7 +110,7 @@ def prepare_python_loadgen(shared: Path) -> list[str]:
             "loadgen pip install",
         )
         marker.write_bytes(req.read_bytes())
-    return [str(venv / "bin" / "python"), str(shared / "peers" / "loadgen.py")]
+    return [str(venv / "bin" / "python"), str(shared / "peers" / script)]
 
 
 def prepare_django(shared: Path) -> Path:

@@ -118,8 +118,14 @@ def wait_for_line(
     raise ServerError(f"no ready line within {timeout:.0f} s: {tail(log)}")
 
 
-def start_marketsrv(binary: Path, args: list[str], logdir: Path, ready_timeout: float) -> Server:
-    log = logdir / "marketsrv.log"
+def start_marketsrv(
+    binary: Path,
+    args: list[str],
+    logdir: Path,
+    ready_timeout: float,
+    log_name: str = "marketsrv.log",
+) -> Server:
+    log = logdir / log_name
     t0 = time.monotonic()
     with open(log, "wb") as f:
         proc = subprocess.Popen(
@@ -153,8 +159,40 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def start_django(peer: Path, ready_timeout: float) -> Server:
-    """`run.sh` in the scratch copy; ready when it prints `run.sh: ready` and daphne.pid exists."""
+def create_marketsrv_users(
+    binary: Path,
+    database: Path,
+    names: list[str],
+    password: str,
+    deposit: str,
+    log: Path,
+    timeout: float,
+) -> float:
+    """`marketsrv users create NAME... --password P --deposit D --database DB`; returns its
+    seconds. Raises ServerError (with the tail of `log`) when it fails or overruns `timeout`."""
+    t0 = time.monotonic()
+    cmd = [str(binary), "users", "create", *names, "--password", password]
+    cmd += ["--deposit", deposit, "--database", str(database)]
+    with open(log, "wb") as f:
+        try:
+            proc = subprocess.run(
+                cmd,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ServerError(f"users create took more than {timeout:.0f} s: {tail(log)}") from exc
+    if proc.returncode != 0:
+        raise ServerError(f"users create exited with {proc.returncode}: {tail(log)}")
+    return round(time.monotonic() - t0, 2)
+
+
+def start_django(peer: Path, ready_timeout: float, env: dict[str, str] | None = None) -> Server:
+    """`run.sh` in the scratch copy; ready when it prints `run.sh: ready` and daphne.pid exists.
+    `env` adds to the environment of run.sh (PORT, FRESH_DB, BENCH_USERS, ...)."""
     run = peer / ".run"
     run.mkdir(exist_ok=True)
     for name in ("daphne.pid", "redis.pid"):
@@ -165,6 +203,7 @@ def start_django(peer: Path, ready_timeout: float) -> Server:
         proc = subprocess.Popen(
             ["./run.sh"],
             cwd=peer,
+            env={**os.environ, **env} if env else None,
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
