@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from marketsrv.market import Instrument, Market, Simulator, load_universe
 
@@ -78,3 +86,64 @@ class RecordingTransport:
     def take(self) -> list[dict[str, Any]]:
         out, self.sent = self.sent, []
         return out
+
+
+@asynccontextmanager
+async def server_process(*flags: str) -> AsyncIterator[tuple[trio.Process, str]]:
+    """`python -m marketsrv --port 0 FLAGS` as a real process: (process, bound URL); killed on
+    exit if still running. MARKETSRV_* variables other than the test's database are not passed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if "MARKETSRV_DATABASE" in os.environ:
+        env["MARKETSRV_DATABASE"] = os.environ["MARKETSRV_DATABASE"]
+    cmd = [sys.executable, "-m", "marketsrv", "--port", "0", *flags]
+    proc = await trio.lowlevel.open_process(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        output = b""
+        while b"listening on http://" not in output:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, f"the server exited early: {output.decode()}"
+            output += chunk
+        yield proc, output.decode().split("listening on ", 1)[1].split()[0]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def check_invariants(path: Path) -> None:
+    """The ledger, holds and holdings agree with each other in the database file at `path`."""
+    conn = sqlite3.connect(path)
+    for user_id, balance, held in conn.execute(
+        "SELECT user_id, balance_cents, held_cents FROM wallets"
+    ):
+        ledger = conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
+        holds = conn.execute(
+            "SELECT coalesce(sum(held_cents), 0) FROM orders WHERE user_id = ? AND status IN ('pending', 'partially_filled')",
+            (user_id,),
+        ).fetchone()[0]
+        assert balance == ledger and held == holds and balance >= held >= 0, (
+            user_id,
+            balance,
+            ledger,
+            held,
+            holds,
+        )
+    for user_id, symbol, quantity, held in conn.execute(
+        "SELECT user_id, symbol, quantity, held_quantity FROM holdings"
+    ):
+        bought, sold = conn.execute(
+            "SELECT coalesce(sum(CASE side WHEN 'buy' THEN quantity END), 0),"
+            " coalesce(sum(CASE side WHEN 'sell' THEN quantity END), 0) FROM fills WHERE user_id = ? AND symbol = ?",
+            (user_id, symbol)).fetchone()  # fmt: skip
+        shares_held = conn.execute(
+            "SELECT coalesce(sum(held_shares), 0) FROM orders WHERE user_id = ? AND symbol = ? AND status IN ('pending', 'partially_filled')",
+            (user_id, symbol),
+        ).fetchone()[0]
+        assert quantity == bought - sold >= 0 and held == shares_held, (user_id, symbol)
+    conn.close()

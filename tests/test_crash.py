@@ -7,11 +7,8 @@ starts on it and must serve every acknowledged order, with open ones back in the
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +17,9 @@ import trio
 
 from marketsrv.users_cli import create_user
 from storage import Database
-from tests.builders import REPO
-from tests.test_trading import check_invariants
+from tests.builders import check_invariants, server_process
 
 USERS = 4
-
-
-async def start(db: Path) -> tuple[trio.Process, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "marketsrv", "--port", "0", "--database", str(db), "--seed", "8",
-           "--demo-user", "off", "--log-level", "warning"]  # fmt: skip
-    proc = await trio.lowlevel.open_process(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
-    )
-    assert proc.stdout is not None
-    output = b""
-    while b"listening on http://" not in output:
-        chunk = await proc.stdout.receive_some()
-        assert chunk, output.decode()
-        output += chunk
-    return proc, output.decode().split("listening on ", 1)[1].split()[0]
 
 
 async def trader(
@@ -89,19 +68,24 @@ async def test_acknowledged_orders_survive_kill_9(tmp_path: Path) -> None:
         create_user(db, f"crash{n}", "crash-pass", 10_000_000_00)
     db.close()
     acked: list[tuple[int, dict[str, Any]]] = []
+    flags = (
+        "--database",
+        str(db_path),
+        "--seed",
+        "8",
+        "--demo-user",
+        "off",
+        "--log-level",
+        "warning",
+    )
     with trio.fail_after(90):
-        proc, url = await start(db_path)
-        try:
+        async with server_process(*flags) as (proc, url):
             enough = trio.Event()
             async with trio.open_nursery() as nursery:
                 for n in range(USERS):
                     nursery.start_soon(trader, url, n, acked, enough)
                 await enough.wait()
                 proc.send_signal(signal.SIGKILL)  # mid-stream: requests are in flight
-                await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
                 await proc.wait()
 
         check_invariants(db_path)  # the file as the crash left it
@@ -119,8 +103,7 @@ async def test_acknowledged_orders_survive_kill_9(tmp_path: Path) -> None:
             assert status in ("pending", "partially_filled", "executed", "cancelled", "failed")
         conn.close()
 
-        proc, url = await start(db_path)  # restart on the same file
-        try:
+        async with server_process(*flags) as (proc, url):  # restart on the same file
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 tokens = {}
                 for n in range(USERS):
@@ -145,8 +128,4 @@ async def test_acknowledged_orders_survive_kill_9(tmp_path: Path) -> None:
                         assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
             proc.send_signal(signal.SIGTERM)
             assert await proc.wait() == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         check_invariants(db_path)

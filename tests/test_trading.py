@@ -22,7 +22,7 @@ from marketsrv.runtime import Runtime
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
 from marketsrv.trading import Trading
-from tests.builders import FakeClock, simulated_market
+from tests.builders import FakeClock, check_invariants, simulated_market
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -59,40 +59,6 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     app = create_app(runtime)
     async with app.test_app() as test_app:
         yield Env(test_app.test_client(), market, sim, trading)
-
-
-def check_invariants(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    for user_id, balance, held in conn.execute(
-        "SELECT user_id, balance_cents, held_cents FROM wallets"
-    ):
-        ledger = conn.execute(
-            "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE user_id = ?", (user_id,)
-        ).fetchone()[0]
-        holds = conn.execute(
-            "SELECT coalesce(sum(held_cents), 0) FROM orders WHERE user_id = ? AND status IN ('pending', 'partially_filled')",
-            (user_id,),
-        ).fetchone()[0]
-        assert balance == ledger and held == holds and balance >= held >= 0, (
-            user_id,
-            balance,
-            ledger,
-            held,
-            holds,
-        )
-    for user_id, symbol, quantity, held in conn.execute(
-        "SELECT user_id, symbol, quantity, held_quantity FROM holdings"
-    ):
-        bought, sold = conn.execute(
-            "SELECT coalesce(sum(CASE side WHEN 'buy' THEN quantity END), 0),"
-            " coalesce(sum(CASE side WHEN 'sell' THEN quantity END), 0) FROM fills WHERE user_id = ? AND symbol = ?",
-            (user_id, symbol)).fetchone()  # fmt: skip
-        shares_held = conn.execute(
-            "SELECT coalesce(sum(held_shares), 0) FROM orders WHERE user_id = ? AND symbol = ? AND status IN ('pending', 'partially_filled')",
-            (user_id, symbol),
-        ).fetchone()[0]
-        assert quantity == bought - sold >= 0 and held == shares_held, (user_id, symbol)
-    conn.close()
 
 
 async def test_the_trader_story(env: Env, tmp_path: Path) -> None:
