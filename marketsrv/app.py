@@ -1,8 +1,10 @@
-"""The quart-trio application: routes, error handling, OpenAPI, and the market's long-lived tasks.
+"""The application: the runtime it serves, the Quart app, and the ASGI app in front of it.
 
-`create_app` wires a `Runtime` (settings, market, simulator) into a fresh app. The simulator is
-started in quart-trio's lifespan nursery when the server starts serving, so it lives and dies with
-the app; the in-process test client runs the same lifespan.
+`build_runtime` makes what a server owns (market, simulator, stream hub, trading services over
+SQLite). `create_app` wires it into a Quart app (REST, errors, OpenAPI, CORS); the market loop
+starts in quart-trio's lifespan nursery when serving starts, so it lives and dies with the app,
+and the in-process test client runs the same lifespan. `create_asgi` puts the WebSocket endpoints
+in front of it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = logging.getLogger("marketsrv")
 MAX_BODY_BYTES = 64 * 1024
 
 
-def build_runtime(settings: Settings, *, with_trading: bool = True) -> Runtime:
+def build_runtime(settings: Settings) -> Runtime:
     """The market, simulator and trading services for these settings.
 
     Blocking (reads the universe file, opens the database and reloads open orders): call it
@@ -64,14 +66,12 @@ def build_runtime(settings: Settings, *, with_trading: bool = True) -> Runtime:
             dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
         ),
     )
-    trading = None
-    if with_trading:
-        trading = Trading.open(
-            settings.database,
-            market,
-            synchronous=settings.db_synchronous,
-            group_commit=settings.db_group_commit,
-        )
+    trading = Trading.open(
+        settings.database,
+        market,
+        synchronous=settings.db_synchronous,
+        group_commit=settings.db_group_commit,
+    )
     return Runtime(
         settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading
     )

@@ -28,6 +28,10 @@ DEMO_CASH_CENTS = 1_000_000_00
 def create_user(db: Database, username: str, password: str, deposit_cents: int) -> bool:
     """Create a user with a wallet (and a first deposit); False if the name is taken."""
     accounts.check_credentials(username, password)
+    if db.read(
+        lambda conn: conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone()
+    ):
+        return False  # (checked first: hashing costs a tenth of a second on purpose)
     password_hash = PasswordHasher().hash(password)
 
     def work(conn: sqlite3.Connection) -> bool:

@@ -102,7 +102,6 @@ class Orders:
                 "invalid_client_order_id",
                 "client_order_id must be a string of 1-64 characters",
             )
-        book = self.market.books[symbol]
         last = self.market.stats[symbol].current
         if order_type == "limit":
             if price is None:
@@ -138,7 +137,6 @@ class Orders:
         canonical = orjson.dumps(
             [symbol, side, order_type, tif, quantity, cents], option=orjson.OPT_SORT_KEYS
         )
-        del book
         return NewOrder(
             user_id=user_id, symbol=symbol, side=side, order_type=order_type, time_in_force=tif,
             quantity=quantity, price_cents=cents, price_ticks=ticks, hold_price_cents=hold_cents,
