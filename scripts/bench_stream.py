@@ -28,70 +28,37 @@ Compare servers only by ratios from one run: the host's speed changes between se
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench import options, runner
 from bench.env import (
     ROOT,
     SCRATCH,
-    SetupError,
-    django_needs_install,
     log,
     node_available,
-    prepare_django,
     prepare_node_loadgen,
     prepare_python_loadgen,
-    shared_dir,
 )
-from bench.host import wait_quiet
 from bench.report import Point, point_table, ratio_table, row, summary
-from bench.servers import (
-    HOST,
-    WS_PATH,
-    Server,
-    ServerError,
-    handshake,
-    start_django,
-    start_marketsrv,
-)
+from bench.servers import HOST, WS_PATH, Server, handshake, start_django, start_marketsrv
 
 SYMBOLS, PER_CLIENT, EXPECT_PER_CLIENT = 50, 10, 200  # the seed workload
 READY_TIMEOUT = 60.0  # a server not ready by then fails its point
-INSTALL_TIMEOUT = 900.0  # the Django peer's first run.sh (venv, apt-get redis-server)
 RAMP_TIMEOUT = 60.0  # the load generators' default connect phase bound
 
 
-class LoadgenError(Exception):
-    pass
-
-
-def client_list(text: str) -> list[int]:
-    out = [int(x) for x in text.replace(" ", "").split(",") if x]
-    if any(not 0 <= c <= 2000 for c in out):
-        raise argparse.ArgumentTypeError("client counts must be between 0 and 2000 (0: none)")
-    return [c for c in out if c > 0]
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument(
-        "--clients", type=client_list, default=[25, 50, 100], help="comma-separated client counts"
-    )
-    p.add_argument("--duration", type=float, default=20.0, help="measurement window, s")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds before the window")
+    clients = options.client_counts(2000, unique=False)
+    p = options.new_parser(__doc__, clients, [25, 50, 100], 20.0, "seconds before the window")
     p.add_argument(
         "--deflate-clients",
-        type=client_list,
+        type=clients,
         default=None,
         help="client counts of the extra permessage-deflate points "
         "(default: the highest --clients; 0 for none)",
@@ -103,37 +70,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="load generator (default: node when node and npm exist, else python)",
     )
-    p.add_argument(
-        "--marketsrv-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra marketsrv flag (repeatable; use --marketsrv-arg=--flag)",
-    )
-    p.add_argument("--marketsrv-bin", type=Path, default=ROOT / ".venv" / "bin" / "marketsrv")
-    p.add_argument("--out", type=Path, default=None, help="append each point's JSON to FILE")
-    p.add_argument(
-        "--quiet-max",
-        type=float,
-        default=180.0,
-        help="longest wait for a quiet host before a point, s",
-    )
-    p.add_argument("--quiet-secs", type=int, default=10, help="quiet seconds needed in a row")
-    p.add_argument(
-        "--max-other", type=float, default=0.1, help="other busy cores above which a point is noisy"
-    )
-    p.add_argument(
-        "--redo-noisy", type=int, default=1, help="times a noisy point is redone on a fresh server"
-    )
+    options.add_server_options(p, "longest wait for a quiet host before a point, s")
     a = p.parse_args(argv)
-    if not a.clients:
-        p.error("--clients needs at least one count")
+    options.check_common(
+        p,
+        a,
+        0 < a.duration <= 600 and 0 <= a.warmup <= 60,
+        "need 0 < --duration <= 600 and 0 <= --warmup <= 60",
+    )
     if a.deflate_clients is None:
         a.deflate_clients = [max(a.clients)]
-    if not (0 < a.duration <= 600 and 0 <= a.warmup <= 60):
-        p.error("need 0 < --duration <= 600 and 0 <= --warmup <= 60")
-    if not (0 <= a.quiet_max <= 3600 and 1 <= a.quiet_secs <= 60 and 0 <= a.redo_noisy <= 5):
-        p.error("need 0 <= --quiet-max <= 3600, 1 <= --quiet-secs <= 60, 0 <= --redo-noisy <= 5")
     if a.loadgen is None:
         a.loadgen = "node" if node_available() else "python"
     return a
@@ -142,47 +88,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_loadgen(
     prefix: list[str], srv: Server, clients: int, deflate: bool, a: argparse.Namespace
 ) -> dict[str, Any]:
-    cmd = [
-        *prefix,
-        "--url",
-        f"ws://{HOST}:{srv.port}{WS_PATH}",
-        "-c",
-        str(clients),
-        "-S",
-        str(SYMBOLS),
-        "-k",
-        str(PER_CLIENT),
-        "-T",
-        f"{a.duration:g}",
-        "--warmup",
-        f"{a.warmup:g}",
-        "--expect-per-client",
-        str(EXPECT_PER_CLIENT),
-        "--label",
-        f"bench_stream {srv.name} c={clients}{' deflate' if deflate else ''}",
-    ]
+    cmd = [*prefix, "--url", f"ws://{HOST}:{srv.port}{WS_PATH}", "-c", str(clients)]
+    cmd += ["-S", str(SYMBOLS), "-k", str(PER_CLIENT), "-T", f"{a.duration:g}"]
+    cmd += ["--warmup", f"{a.warmup:g}", "--expect-per-client", str(EXPECT_PER_CLIENT)]
+    cmd += ["--label", f"bench_stream {srv.name} c={clients}{' deflate' if deflate else ''}"]
     for name, pid in srv.pids.items():
         cmd += ["--pid", f"{name}={pid}"]
     if deflate:
         cmd.append("--deflate")
     timeout = RAMP_TIMEOUT + a.warmup + a.duration + 30.0  # the load generators' own bound + slack
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LoadgenError(f"load generator still running after {timeout:.0f} s") from exc
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        err = " | ".join(proc.stderr.strip().splitlines()[-4:])
-        raise LoadgenError(f"load generator exit {proc.returncode}, no JSON: {err}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return runner.run_json(cmd, timeout, need_exit_0=True)
 
 
 def start(server: str, a: argparse.Namespace, peer: Path | None) -> Server:
@@ -190,119 +105,43 @@ def start(server: str, a: argparse.Namespace, peer: Path | None) -> Server:
         assert peer is not None
         return start_django(peer, READY_TIMEOUT)
     universe = ROOT / "scripts" / "data" / "universe-sym50.json"
-    args = [
-        "--port",
-        "0",
-        "--universe",
-        str(universe),
-        "--seed",
-        "1",
-        "--takers-per-tick",
-        "2",
-        "--log-level",
-        "warning",
-        *a.marketsrv_arg,
-    ]
+    args = ["--port", "0", "--universe", str(universe), "--seed", "1", "--takers-per-tick", "2"]
+    args += ["--log-level", "warning", *a.marketsrv_arg]
     logdir = SCRATCH / "marketsrv"
     logdir.mkdir(parents=True, exist_ok=True)
     return start_marketsrv(a.marketsrv_bin, args, logdir, READY_TIMEOUT)
 
 
 def measure(
-    server: str,
-    clients: int,
-    deflate: bool,
-    a: argparse.Namespace,
-    prefix: list[str],
-    peer: Path | None,
+    server: str, clients: int, deflate: bool, a: argparse.Namespace, s: runner.Setup, attempt: int
 ) -> Point:
-    """One attempt: fresh server, handshake check, quiet host, load generator, stop."""
+    """One attempt (the number is not needed here): fresh server, handshake check, quiet host,
+    load generator, stop."""
     p = Point(server, clients, deflate)
-    srv: Server | None = None
-    try:
-        try:
-            srv = start(server, a, peer)
-        except ServerError as exc:
-            p.error = f"start: {exc}"
-            return p
-        p.startup_s = srv.startup_s
+
+    def check(srv: Server) -> bool:
         hs = handshake(srv.port, deflate)
         if hs.status != 101:
             p.error = f"{WS_PATH} handshake: " + (
                 f"HTTP {hs.status}" if hs.status else str(hs.error)
             )
-            return p
+            return False
         p.deflate_accepted = hs.deflate_accepted if deflate else None
-        q = wait_quiet(a.quiet_max, a.quiet_secs, list(srv.pids.values()))
-        p.quiet, p.quiet_wait_s = q.quiet, q.waited_s
-        if not q.quiet:
-            p.notes.append(
-                f"host not quiet after {q.waited_s:.0f} s"
-                + (f" ({len(q.others)} other benchmark processes)" if q.others else "")
-            )
-            log(f"host still busy after {q.waited_s:.0f} s, measuring anyway {q.others[:3]}")
-        try:
-            raw = run_loadgen(prefix, srv, clients, deflate, a)
-        except LoadgenError as exc:
-            p.error = str(exc)
-            return p
-        p.fill(raw, a.max_other)
-        if srv.proc.poll() is not None:
-            p.notes.append(f"server exited during the run ({srv.proc.returncode})")
-        return p
-    finally:
-        if srv is not None:
-            note = srv.stop()
-            if note:
-                p.notes.append(f"stop: {note}")
-                log(f"{server} stop: {note}")
+        return True
+
+    def run(srv: Server) -> None:
+        p.fill(run_loadgen(s.prefix, srv, clients, deflate, a), a.max_other)
+
+    return runner.measure(p, server, a, lambda: start(server, a, s.peer), run, check)
 
 
-def run_point(
-    server: str,
-    clients: int,
-    deflate: bool,
-    a: argparse.Namespace,
-    prefix: list[str],
-    peer: Path | None,
-) -> Point:
-    """Measure; redo a noisy point on a fresh server, keeping the quietest attempt."""
-
-    def other(x: Point) -> float:
-        return x.host_other_cores if x.host_other_cores is not None else float("inf")
-
-    best: Point | None = None
-    for attempt in range(1, a.redo_noisy + 2):
-        log(f"point {server} c={clients}{' deflate' if deflate else ''}: attempt {attempt}")
-        p = measure(server, clients, deflate, a, prefix, peer)
-        p.attempts = attempt
-        if best is None or (p.ok and (not best.ok or other(p) < other(best))):
-            best = p
-        if not (p.ok and other(p) > a.max_other) or attempt > a.redo_noisy:
-            break
-        log(f"noisy ({p.host_other_cores} other cores busy): redoing on a fresh server")
-    assert best is not None
-    best.attempts = attempt
-    return best
-
-
-def install_django(peer: Path) -> str | None:
-    """First use: run.sh installs its venv (and redis-server) with a long bound, then stops."""
-    log(f"installing the Django peer in {peer} (run.sh, at most {INSTALL_TIMEOUT:.0f} s)")
-    try:
-        start_django(peer, INSTALL_TIMEOUT).stop()
-    except ServerError as exc:
-        return f"install: {exc}"
-    return None
-
-
-def on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop servers
+def label(p: Point) -> str:
+    return f"{p.server} c={p.clients}{' deflate' if p.deflate else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    runner.trap_sigterm()
     t0 = time.monotonic()
     SCRATCH.mkdir(parents=True, exist_ok=True)
     servers = ["marketsrv"] if a.skip_django else ["marketsrv", "daphne"]
@@ -313,37 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(s, c, False) for c in a.clients for s in servers]
     plan += [(s, c, True) for c in deflate_clients for s in servers]
 
-    peer: Path | None = None
-    peer_error: str | None = None
-    try:
-        shared = shared_dir()
-        prefix = (
-            prepare_node_loadgen(shared) if a.loadgen == "node" else prepare_python_loadgen(shared)
-        )
-        if not a.skip_django:
-            peer = prepare_django(shared)
-            if django_needs_install(peer):
-                peer_error = install_django(peer)
-    except SetupError as exc:
-        log(f"setup failed: {exc}")
-        print(json.dumps({"error": f"setup: {exc}"}))
+    loadgen = prepare_node_loadgen if a.loadgen == "node" else prepare_python_loadgen
+    s = runner.setup(loadgen, a.skip_django, None)
+    if s is None:
         return 2
     log(
-        f"loadgen {a.loadgen}; {len(plan)} points of {a.duration:g} s; shared {shared}; "
+        f"loadgen {a.loadgen}; {len(plan)} points of {a.duration:g} s; shared {s.shared}; "
         f"scratch {SCRATCH}"
     )
 
-    points: list[Point] = []
-    for server, clients, deflate in plan:
-        if server == "daphne" and peer_error:
-            p = Point(server, clients, deflate, error=peer_error)
-        else:
-            p = run_point(server, clients, deflate, a, prefix, peer)
-        points.append(p)
-        log("  ".join(x for x in row(p) if x))
-        if a.out:
-            with open(a.out, "a") as f:
-                f.write(json.dumps(p.summary()) + "\n")
+    points = runner.run_plan(plan, a, s, Point, label, measure, row)
 
     elapsed = round(time.monotonic() - t0, 1)
     print(
@@ -364,19 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         "deflate_clients": deflate_clients,
         "marketsrv_args": a.marketsrv_arg,
         "elapsed_s": elapsed,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - elapsed)),
+        "started": runner.started(elapsed),
     }
-    print(json.dumps(summary(points, a.clients, meta)), flush=True)
-    return 0 if all(p.ok for p in points) else 1
+    return runner.finish(summary(points, a.clients, meta), points)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted; the server of the current point was stopped")
-        sys.exit(130)
-    except SystemExit as exc:
-        if exc.code == 128 + signal.SIGTERM:
-            log("SIGTERM; the server of the current point was stopped")
-        raise
+    runner.entry(main)

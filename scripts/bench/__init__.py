@@ -9,4 +9,7 @@
 - `report`: one streaming point's figures from the load generator's JSON, the tables and the
   summary.
 - `orders`: the same for the order-entry benchmark (`shared/peers/orders_loadgen.py`'s JSON).
+- `options`: the options both scripts share and their checks.
+- `runner`: the one-time setup, one point's attempt (fresh server, quiet host, load generator,
+  stop), redoing noisy points, recording each point, the last JSON line and the entry point.
 """

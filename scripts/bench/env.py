@@ -58,10 +58,9 @@ def sync_tree(src: Path, dst: Path) -> None:
             os.chmod(d, 0o755 if mode & stat.S_IXUSR else 0o644)
 
 
-def run_step(cmd: list[str], cwd: Path, timeout: float, what: str) -> None:
-    log(f"{what}: {' '.join(cmd)} (in {cwd}, at most {timeout:.0f} s)")
-    out = SCRATCH / f"{what.replace(' ', '-')}.log"
-    with open(out, "w") as f:
+def run_logged(cmd: list[str], out: Path, timeout: float, cwd: Path | None = None) -> int | None:
+    """Run cmd, stdout and stderr to the file `out`; its exit status, None if it overran."""
+    with open(out, "wb") as f:
         try:
             proc = subprocess.run(
                 cmd,
@@ -72,10 +71,19 @@ def run_step(cmd: list[str], cwd: Path, timeout: float, what: str) -> None:
                 timeout=timeout,
                 check=False,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise SetupError(f"{what} took more than {timeout:.0f} s, see {out}") from exc
-    if proc.returncode != 0:
-        raise SetupError(f"{what} failed (exit {proc.returncode}), see {out}")
+        except subprocess.TimeoutExpired:
+            return None
+    return proc.returncode
+
+
+def run_step(cmd: list[str], cwd: Path, timeout: float, what: str) -> None:
+    log(f"{what}: {' '.join(cmd)} (in {cwd}, at most {timeout:.0f} s)")
+    out = SCRATCH / f"{what.replace(' ', '-')}.log"
+    rc = run_logged(cmd, out, timeout, cwd)
+    if rc is None:
+        raise SetupError(f"{what} took more than {timeout:.0f} s, see {out}")
+    if rc != 0:
+        raise SetupError(f"{what} failed (exit {rc}), see {out}")
 
 
 def node_available() -> bool:

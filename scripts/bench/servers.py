@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .env import run_logged
+
 HOST = "127.0.0.1"
 WS_PATH = "/ws/market/"
 
@@ -118,6 +120,22 @@ def wait_for_line(
     raise ServerError(f"no ready line within {timeout:.0f} s: {tail(log)}")
 
 
+def spawn(
+    cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start cmd in its own session (a Ctrl-C reaches only the benchmark), output to `log`."""
+    with open(log, "wb") as f:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def start_marketsrv(
     binary: Path,
     args: list[str],
@@ -127,14 +145,7 @@ def start_marketsrv(
 ) -> Server:
     log = logdir / log_name
     t0 = time.monotonic()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(
-            [str(binary), *args],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = spawn([str(binary), *args], log)
     try:
         m = wait_for_line(
             proc, log, re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), ready_timeout
@@ -173,20 +184,11 @@ def create_marketsrv_users(
     t0 = time.monotonic()
     cmd = [str(binary), "users", "create", *names, "--password", password]
     cmd += ["--deposit", deposit, "--database", str(database)]
-    with open(log, "wb") as f:
-        try:
-            proc = subprocess.run(
-                cmd,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ServerError(f"users create took more than {timeout:.0f} s: {tail(log)}") from exc
-    if proc.returncode != 0:
-        raise ServerError(f"users create exited with {proc.returncode}: {tail(log)}")
+    rc = run_logged(cmd, log, timeout)
+    if rc is None:
+        raise ServerError(f"users create took more than {timeout:.0f} s: {tail(log)}")
+    if rc != 0:
+        raise ServerError(f"users create exited with {rc}: {tail(log)}")
     return round(time.monotonic() - t0, 2)
 
 
@@ -199,16 +201,7 @@ def start_django(peer: Path, ready_timeout: float, env: dict[str, str] | None = 
         (run / name).unlink(missing_ok=True)
     log = run / "run.out"
     t0 = time.monotonic()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(
-            ["./run.sh"],
-            cwd=peer,
-            env={**os.environ, **env} if env else None,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = spawn(["./run.sh"], log, peer, {**os.environ, **env} if env else None)
     try:
         m = wait_for_line(
             proc, log, re.compile(r"run\.sh: ready: ws://127\.0\.0\.1:(\d+)/"), ready_timeout
