@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from argon2 import PasswordHasher
 from quart.typing import TestClientProtocol as Client
 
@@ -334,3 +335,106 @@ async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> 
         (100_000_00 - 2850 * 300, 100_000_00 - 2850 * 300),
         (2850 * 300, 2850 * 300),
     ]
+
+
+async def test_a_client_hanging_up_mid_order_leaves_no_stranded_hold(env: Env) -> None:
+    """quart-trio cancels the handler when the client disconnects; the order still completes."""
+    token = await env.user("ivan", cash=100000)
+    user = await env.trading.accounts.authenticate(token)
+    assert user is not None
+    bid = env.market.books["KCB"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["KCB"].price(bid - 4)
+    order = env.trading.orders.parse(
+        user.id, {"symbol": "KCB", "side": "buy", "price": price, "quantity": 100}
+    )
+    with trio.CancelScope() as scope:
+        scope.cancel()  # as if the client had already gone
+        placed, _ = await env.trading.orders.place(order)
+    assert placed["status"] == "pending"
+    assert env.market.books["KCB"].get(-placed["id"]) is not None  # it reached the book
+    cancelled = await env.call("DELETE", f"/api/trading/orders/{placed['id']}/", token, status=200)
+    assert cancelled["status"] == "cancelled"
+    assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["1e999990", "1e999999", "-1e999999", "1.00000000000000000000000000001", "1e-999999", "9" * 70],
+)
+async def test_pathological_amounts_are_refused_at_once(env: Env, amount: str) -> None:
+    token = await env.user("judy")
+    with trio.fail_after(5):  # a guard against the event loop being held, not a timing claim
+        body = await env.call("POST", "/api/trading/wallet/", token, {"amount": amount}, 400)
+    assert body["code"] == "invalid_amount"
+
+
+@pytest.mark.parametrize(
+    ("quantity", "status"), [("²", 400), ("9" * 5000, 400), ("1_000", 400), (" 12 ", 201)]
+)
+async def test_odd_quantity_strings(env: Env, quantity: str, status: int) -> None:
+    token = await env.user("ken", cash=1000)
+    body = {"symbol": "SCOM", "side": "buy", "quantity": quantity, "order_type": "market"}
+    answer = await env.call("POST", "/api/trading/orders/", token, body, status)
+    assert status == 201 or answer["code"] == "invalid_quantity"
+
+
+async def test_an_order_needs_a_side(env: Env) -> None:
+    token = await env.user("lena", cash=1000)
+    body = {"symbol": "SCOM", "quantity": 1, "order_type": "market"}
+    assert (await env.call("POST", "/api/trading/orders/", token, body, 400))[
+        "code"
+    ] == "invalid_side"
+
+
+async def test_a_failed_settlement_suspends_trading_and_cancel_heals(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketsrv.trading import ledger
+
+    seller, buyer = await env.user("mia", cash=100000), await env.user("noah", cash=100000)
+    await env.call(
+        "POST",
+        "/api/trading/orders/",
+        seller,
+        {"symbol": "SCOM", "side": "buy", "quantity": 100, "order_type": "market"},
+        201,
+    )
+    ask = env.market.books["SCOM"].best_ask()
+    assert ask is not None
+    price = env.market.instruments["SCOM"].price(ask - 1)  # inside the spread: the best ask now
+    resting = await env.call(
+        "POST",
+        "/api/trading/orders/",
+        seller,
+        {"symbol": "SCOM", "side": "sell", "quantity": 100, "price": price},
+        201,
+    )
+    assert resting["status"] == "pending"
+
+    def broken(*args: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger, "apply_fill", broken)
+    failed = await env.call(
+        "POST",
+        "/api/trading/orders/",
+        buyer,
+        {"symbol": "SCOM", "side": "buy", "quantity": 100, "order_type": "market"},
+        503,
+    )
+    assert failed["code"] == "settlement_failed"
+    monkeypatch.undo()
+    again = await env.call(
+        "POST",
+        "/api/trading/orders/",
+        buyer,
+        {"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": "market"},
+        503,
+    )
+    assert again["code"] == "trading_suspended"
+    # The resting sell left the book in memory but is open in the database: cancel frees it.
+    healed = await env.call("DELETE", f"/api/trading/orders/{resting['id']}/", seller, status=200)
+    assert healed["status"] == "cancelled"
+    holdings = await env.call("GET", "/api/trading/holdings/", seller)
+    assert holdings[0]["available_quantity"] == holdings[0]["quantity"] == 100

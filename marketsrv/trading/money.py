@@ -6,7 +6,7 @@ A JSON number such as 100000.5 or a string such as "100000.50" is read through i
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 MAX_DEPOSIT_CENTS = 100_000_000_00  # 100 million KES in one deposit
 
@@ -15,19 +15,31 @@ class MoneyError(ValueError):
     pass
 
 
+MAX_DIGITS = 15  # no amount or price has more integer digits; checked before any arithmetic
+
+
 def parse_cents(raw: object, what: str = "amount") -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise MoneyError(f"{what} must be a number")
+    text = str(raw).strip()
+    if len(text) > 64:
+        raise MoneyError(f"{what} must be a number")
     try:
-        value = Decimal(str(raw).strip())
+        value = Decimal(text)
     except InvalidOperation:
         raise MoneyError(f"{what} must be a number") from None
     if not value.is_finite():
         raise MoneyError(f"{what} must be a finite number")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise MoneyError(f"{what} can have at most 2 decimals")
-    return int(cents)
+    # Size first: "1e999999" is a short string but a million-digit integer, whose arithmetic
+    # would hold the event loop for seconds.
+    if value and value.adjusted() > MAX_DIGITS:
+        raise MoneyError(f"{what} is too large")
+    with localcontext() as exact:
+        exact.prec = 100  # the text has at most 64 digits: nothing below is ever rounded
+        cents = value.scaleb(2)
+        if cents != cents.to_integral_value():
+            raise MoneyError(f"{what} can have at most 2 decimals")
+        return int(cents)
 
 
 def kes(cents: int) -> float:

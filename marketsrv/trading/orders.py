@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import trio
 
 from marketsrv.engine import OrderResult, Side, TimeInForce
 from marketsrv.market import Market
@@ -50,6 +51,10 @@ class Orders:
         self.market = market
         market.listeners.append(self._on_result)
         self._settling = 0  # submits made by this service settle themselves
+        self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
+        # Set when a settlement could not be written: the books and the database then disagree,
+        # so no new order is taken until a restart reloads the books from the database.
+        self.suspended: str | None = None
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -63,12 +68,12 @@ class Orders:
         inst = self.market.instruments.get(symbol)
         if inst is None:
             raise TradingError(400, "unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
-        side = str(body.get("side", "buy")).lower()
+        side = str(body.get("side", "")).lower()
         if side not in ("buy", "sell"):
             raise TradingError(400, "invalid_side", "side must be 'buy' or 'sell'")
         quantity = body.get("quantity")
-        if isinstance(quantity, str) and quantity.strip().isdigit():
-            quantity = int(quantity)
+        if isinstance(quantity, str) and quantity.isascii() and quantity.strip().isdigit():
+            quantity = int(quantity) if len(quantity) <= 12 else 0
         if isinstance(quantity, float) and quantity.is_integer():
             quantity = int(quantity)
         if (
@@ -163,25 +168,51 @@ class Orders:
     # -- placing and cancelling ----------------------------------------------------------------
 
     async def place(self, order: NewOrder) -> tuple[dict[str, Any], bool]:
-        """Accept, match and settle; (the order with its fills, created?)."""
+        """Accept, match and settle; (the order with its fills, created?).
+
+        Shielded: once the acceptance is queued the order must reach the book and be settled,
+        even if the client hangs up meanwhile (quart-trio cancels the handler then).
+        """
+        if self.suspended:
+            raise TradingError(503, "trading_suspended", self.suspended)
+        with trio.CancelScope(shield=True):
+            outcome = await self._place(order)
+        return outcome
+
+    async def _place(self, order: NewOrder) -> tuple[dict[str, Any], bool]:
         row, created = await self.store.write(lambda conn: ledger.accept(conn, order))
         if not created:
             return await self.get(order.user_id, row["id"]), False
         order_id = row["id"]
-        self._settling += 1
+        self._in_flight.add(order_id)
         try:
-            result = self.market.submit(
-                order.symbol, Side(order.side), order.quantity, order.price_ticks,
-                TimeInForce(order.time_in_force), owner_of(order.user_id), -order_id,
-            )  # fmt: skip
+            self._settling += 1
+            try:
+                result = self.market.submit(
+                    order.symbol, Side(order.side), order.quantity, order.price_ticks,
+                    TimeInForce(order.time_in_force), owner_of(order.user_id), -order_id,
+                )  # fmt: skip
+            finally:
+                self._settling -= 1
+
+            def settle(conn: sqlite3.Connection) -> dict[str, Any]:
+                self._settle(conn, order.symbol, result, order_id)
+                return order_view(conn, order_id)  # same transaction: no extra read hop
+
+            try:
+                return await self.store.write(settle), True
+            except Exception as exc:
+                self._suspend(exc)
+                raise TradingError(503, "settlement_failed", self.suspended or "") from exc
         finally:
-            self._settling -= 1
+            self._in_flight.discard(order_id)
 
-        def settle(conn: sqlite3.Connection) -> dict[str, Any]:
-            self._settle(conn, order.symbol, result, order_id)
-            return order_view(conn, order_id)  # read in the same transaction: no extra hop
-
-        return await self.store.write(settle), True
+    def _suspend(self, exc: BaseException) -> None:
+        log.critical("a settlement could not be written (%s): trading suspended", exc)
+        self.suspended = (
+            "an order matched but could not be recorded; trading is suspended until the server"
+            " restarts and reloads the books from the database"
+        )
 
     async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
         row = await self.store.read(lambda conn: ledger.order_row(conn, order_id))
@@ -192,12 +223,25 @@ class Orders:
                 400, "order_not_open", f"the order is {row['status']} and cannot be cancelled"
             )
         removed = self.market.cancel(row["symbol"], -order_id)
-        if removed is None:
-            raise TradingError(400, "order_not_open", "the order is no longer in the book")
-        await self.store.write(
-            lambda conn: ledger.close_order(conn, order_id, "cancelled", "cancelled by the user")
-        )
-        return await self.get(user_id, order_id)
+        if removed is None and order_id in self._in_flight:
+            raise TradingError(
+                409, "order_in_flight", "the order is still being matched; try again"
+            )
+
+        # Not in the book any more: either its last fill is queued for the database ahead of
+        # this write (then the order is no longer open there either), or the two disagree after
+        # a failed settlement, and closing it releases its hold.
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            if ledger.order_row(conn, order_id)["status"] in ledger.OPEN:
+                ledger.close_order(conn, order_id, "cancelled", "cancelled by the user")
+            return order_view(conn, order_id)
+
+        order = await self.store.write(work)
+        if order["status"] != "cancelled":
+            raise TradingError(
+                400, "order_not_open", f"the order is {order['status']}: it filled first"
+            )
+        return order
 
     # -- settlement ----------------------------------------------------------------------------
 
@@ -247,7 +291,7 @@ class Orders:
 
         def done(_: Any, error: BaseException | None) -> None:
             if error is not None:
-                log.error("settling fills of resting user orders failed: %s", error)
+                self._suspend(error)
 
         try:
             self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
