@@ -14,7 +14,7 @@ import random
 
 import trio
 from quart_cors import cors
-from quart_schema import Info, QuartSchema
+from quart_schema import Info, QuartSchema, security_scheme_blueprint
 from quart_trio import QuartTrio
 
 from marketsrv import __version__
@@ -91,7 +91,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
         swagger_ui_path=None,  # its page loads scripts from a CDN; we serve only the document
         redoc_ui_path=None,
         scalar_ui_path=None,
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
     )
+    security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)

@@ -438,3 +438,12 @@ async def test_a_failed_settlement_suspends_trading_and_cancel_heals(
     assert healed["status"] == "cancelled"
     holdings = await env.call("GET", "/api/trading/holdings/", seller)
     assert holdings[0]["available_quantity"] == holdings[0]["quantity"] == 100
+
+
+async def test_the_trading_api_is_in_the_openapi_document(env: Env) -> None:
+    spec = await env.call("GET", "/api/openapi.json", status=200)
+    orders = spec["paths"]["/api/trading/orders/"]["post"]
+    assert orders["security"] == [{"bearer": []}]
+    assert "201" in orders["responses"] and "requestBody" in orders
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "/api/accounts/login/" in spec["paths"]

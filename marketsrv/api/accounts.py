@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, request
+from quart_schema import document_request, document_response
 
 from marketsrv.api.errors import ApiError
+from marketsrv.api.trading_schemas import Credentials, Detail, TokenOut
 from marketsrv.runtime import current_runtime
 from marketsrv.trading.accounts import User
 
@@ -42,18 +44,23 @@ async def credentials() -> tuple[Any, Any]:
 
 
 @blueprint.post("/register/")
+@document_request(Credentials)
+@document_response(TokenOut, 201)
 async def register() -> tuple[dict[str, Any], int]:
     user, token = await current_runtime().trading().accounts.register(*await credentials())
     return {"token": token, "user": user_json(user)}, 201
 
 
 @blueprint.post("/login/")
+@document_request(Credentials)
+@document_response(TokenOut)
 async def login() -> dict[str, Any]:
     user, token = await current_runtime().trading().accounts.login(*await credentials())
     return {"token": token, "user": user_json(user)}
 
 
 @blueprint.post("/logout/")
+@document_response(Detail)
 async def logout() -> dict[str, Any]:
     await current_user()
     await current_runtime().trading().accounts.logout(bearer_token())

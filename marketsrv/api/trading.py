@@ -6,10 +6,19 @@ import sqlite3
 from typing import Any
 
 from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response
 
 from marketsrv.api.accounts import current_user
 from marketsrv.api.errors import ApiError
 from marketsrv.api.jsonio import dumps
+from marketsrv.api.trading_schemas import (
+    Amount,
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    PortfolioSummary,
+    WalletOut,
+)
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import portfolio, wallet
 from marketsrv.trading.orders import order_json
@@ -69,6 +78,7 @@ async def json_body() -> dict[str, Any]:
 
 
 @blueprint.get("/wallet/")
+@document_response(WalletOut)
 async def get_wallet() -> dict[str, Any]:
     uid = user_id()
     found = await current_runtime().trading().store.read(lambda c: wallet.get_wallet(c, uid))
@@ -76,6 +86,8 @@ async def get_wallet() -> dict[str, Any]:
 
 
 @blueprint.post("/wallet/")
+@document_request(Amount)
+@document_response(WalletOut)
 async def deposit() -> dict[str, Any]:
     cents = wallet.amount_cents((await json_body()).get("amount"))
     uid = user_id()
@@ -84,6 +96,8 @@ async def deposit() -> dict[str, Any]:
 
 
 @blueprint.post("/wallet/withdraw/")
+@document_request(Amount)
+@document_response(WalletOut)
 async def withdraw() -> dict[str, Any]:
     cents = wallet.amount_cents((await json_body()).get("amount"))
     uid = user_id()
@@ -95,6 +109,8 @@ async def withdraw() -> dict[str, Any]:
 
 
 @blueprint.post("/orders/")
+@document_request(OrderIn)
+@document_response(OrderOut, 201)
 async def place_order() -> Response:
     orders = current_runtime().trading().orders
     order = orders.parse(user_id(), await request.get_json())
@@ -141,6 +157,7 @@ STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
 
 
 @blueprint.get("/orders/list/")
+@document_response(OrderPage)
 async def list_orders() -> dict[str, Any]:
     page, size = page_args()
     status = request.args.get("status") or None
@@ -177,12 +194,14 @@ def _order_id(raw: str) -> int:
 
 
 @blueprint.get("/orders/<raw_id>/")
+@document_response(OrderOut)
 async def get_order(raw_id: str) -> dict[str, Any]:
     return await current_runtime().trading().orders.get(user_id(), _order_id(raw_id))
 
 
 @blueprint.delete("/orders/<raw_id>/")
 @blueprint.post("/orders/<raw_id>/cancel/")
+@document_response(OrderOut)
 async def cancel_order(raw_id: str) -> dict[str, Any]:
     return await current_runtime().trading().orders.cancel(user_id(), _order_id(raw_id))
 
@@ -227,6 +246,7 @@ async def holdings() -> list[dict[str, Any]]:
 
 
 @blueprint.get("/portfolio/summary/")
+@document_response(PortfolioSummary)
 async def portfolio_summary() -> dict[str, Any]:
     rt, uid = current_runtime(), user_id()
     return await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, uid))
