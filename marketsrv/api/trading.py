@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -89,19 +90,23 @@ async def get_wallet() -> dict[str, Any]:
 @document_request(Amount)
 @document_response(WalletOut)
 async def deposit() -> dict[str, Any]:
-    cents = wallet.amount_cents((await json_body()).get("amount"))
-    uid = user_id()
-    found = await current_runtime().trading().store.write(lambda c: wallet.deposit(c, uid, cents))
-    return found.as_json()
+    return await move_cash(wallet.deposit)
 
 
 @blueprint.post("/wallet/withdraw/")
 @document_request(Amount)
 @document_response(WalletOut)
 async def withdraw() -> dict[str, Any]:
+    return await move_cash(wallet.withdraw)
+
+
+async def move_cash(
+    move: Callable[[sqlite3.Connection, int, int], wallet.Wallet],
+) -> dict[str, Any]:
+    """A deposit or a withdrawal of the body's `amount`, answered with the wallet after it."""
     cents = wallet.amount_cents((await json_body()).get("amount"))
     uid = user_id()
-    found = await current_runtime().trading().store.write(lambda c: wallet.withdraw(c, uid, cents))
+    found = await current_runtime().trading().store.write(lambda c: move(c, uid, cents))
     return found.as_json()
 
 
