@@ -55,8 +55,7 @@ class Database:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._writer: threading.Thread | None = None
-        self.commits = 0  # transactions committed, for tests and the health page
-        self.requests = 0
+        self.commits = 0  # transactions committed (the tests count group commits with it)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -174,7 +173,6 @@ class Database:
             outcomes = [(done, None, exc) for _, done in batch]
         else:
             self.commits += 1
-        self.requests += len(batch)
         for done, result, error in outcomes:
             try:
                 done(result, error)

@@ -62,8 +62,6 @@ def simulated_market(
 class RecordingTransport:
     """A stream transport that keeps what would have been written, for in-process tests."""
 
-    fast = False
-
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None

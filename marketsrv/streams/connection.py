@@ -65,7 +65,6 @@ class Connection:
         self.inflight_since: float | None = None
         self.closing: tuple[int, str] | None = None
         self.closing_since: float | None = None
-        self.frames_sent = 0
 
     # -- what the hub and the session put in -------------------------------------------------
 
@@ -200,7 +199,6 @@ class Connection:
                 self.inflight_since = trio.current_time()
                 await self.transport.send(batch)
                 self.inflight_since = None
-                self.frames_sent += len(batch)
             if self.closing is not None:
                 await self.transport.close(*self.closing)
                 return

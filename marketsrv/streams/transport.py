@@ -38,8 +38,6 @@ AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Transport(Protocol):
-    fast: bool
-
     async def send(self, frames: Sequence[Frame]) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
     async def abort(self) -> None: ...
@@ -48,8 +46,6 @@ class Transport(Protocol):
 
 class AsgiTransport:
     """Standard ASGI: one `websocket.send` per frame. Works under any ASGI server."""
-
-    fast = False
 
     def __init__(self, send: AsgiSend) -> None:
         self._send = send
@@ -75,7 +71,7 @@ class HypercornTransport(AsgiTransport):
 
     def __init__(self, send: AsgiSend, stream: Any, batch: bool) -> None:
         super().__init__(send)
-        self.fast = batch
+        self._batch = batch
         self._stream = stream
         from wsproto.events import TextMessage
 
@@ -88,7 +84,7 @@ class HypercornTransport(AsgiTransport):
         self._tcp = stream.send.__self__.send.__self__
 
     async def send(self, frames: Sequence[Frame]) -> None:
-        if not self.fast:
+        if not self._batch:
             await super().send(frames)
             return
         stream = self._stream
