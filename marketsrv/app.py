@@ -21,6 +21,7 @@ from marketsrv import __version__
 from marketsrv.api import register_error_handlers, stocks_blueprint
 from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.errors import json_request_class
+from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
@@ -28,7 +29,7 @@ from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
 from marketsrv.streams.endpoint import ASGIApp, StreamRouter
-from marketsrv.trading import Trading
+from marketsrv.trading import AuthLimits, Trading
 
 log = logging.getLogger("marketsrv")
 
@@ -71,6 +72,13 @@ def build_runtime(settings: Settings) -> Runtime:
         market,
         synchronous=settings.db_synchronous,
         group_commit=settings.db_group_commit,
+        auth=AuthLimits(
+            token_ttl_s=settings.token_ttl_hours * 3600,
+            hash_concurrency=settings.auth_hash_concurrency,
+            login_failures_per_address=settings.login_failures_per_address,
+            login_failures_per_account=settings.login_failures_per_account,
+            registrations_per_address=settings.registrations_per_address,
+        ),
     )
     return Runtime(
         settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading
@@ -134,11 +142,14 @@ def create_app(runtime: Runtime) -> QuartTrio:
 
 
 def create_asgi(runtime: Runtime) -> ASGIApp:
-    """The whole server as one ASGI app: the stream endpoints in front of the Quart app."""
+    """The whole server as one ASGI app: the Host check, then the stream endpoints in front of
+    the Quart app."""
     settings = runtime.settings
     limits = Limits(
         max_symbols=settings.ws_max_symbols,
         max_messages_per_s=settings.ws_max_messages_per_s,
         max_message_bytes=settings.ws_max_message_bytes,
+        close_timeout_s=settings.ws_close_timeout_s,
     )
-    return StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
+    router = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
+    return HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))

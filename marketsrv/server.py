@@ -8,6 +8,7 @@ shuts down gracefully when `shutdown_trigger` returns or the surrounding scope i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,6 +25,41 @@ from marketsrv.streams.transport import install as install_transport_hook
 log = logging.getLogger("marketsrv")
 
 
+def guard_connections() -> None:
+    """Keep an error in one connection's task from ending the server.
+
+    hypercorn runs each TCP connection as a task of the nursery that serves the listening socket,
+    so an exception that escapes `TCPServer.run` cancels every connection and closes the port.
+    hypercorn 0.18 lets one escape on a WebSocket upgrade followed by early data in the same
+    packet (h11's `LocalProtocolError`; pgjones/hypercorn#225), and its next bug may be another.
+    Wrapping that one method (a stable name in every hypercorn with a trio worker) turns any
+    such error into a logged, closed connection. Cancellation still passes through.
+    """
+    from hypercorn.trio.tcp_server import TCPServer
+
+    if getattr(TCPServer, "_marketsrv_guarded", False):
+        return
+    original = TCPServer.run
+
+    async def run(self: TCPServer) -> None:
+        try:
+            await original(self)
+        except* Exception as group:
+            log.warning(
+                "a connection failed inside the HTTP server and was closed: %s",
+                "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions),
+            )
+            log.debug("the connection's error", exc_info=group)
+            with (
+                trio.CancelScope(shield=True),
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
+            ):
+                await self.stream.aclose()
+
+    TCPServer.run = run  # type: ignore[method-assign]
+    TCPServer._marketsrv_guarded = True  # type: ignore[attr-defined]
+
+
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -37,6 +73,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Read by the stream transport's hypercorn hook (streams/transport.py), which is installed
     # here so that it can refuse permessage-deflate whichever write path the connections use.
     setattr(config, COMPRESSION_ATTR, settings.ws_compression)
+    guard_connections()
     if not install_transport_hook() and not settings.ws_compression:
         log.warning("cannot refuse permessage-deflate on this hypercorn; clients may negotiate it")
     return config

@@ -74,6 +74,9 @@ class Settings:
     ws_slow_client_timeout_s: float = _setting(
         5.0, "A client whose socket has not drained for this long is closed (4008, slow consumer)."
     )
+    ws_close_timeout_s: float = _setting(
+        3.0, "Seconds a closed WebSocket waits for the client's close reply before it is dropped."
+    )
     ws_ping_interval_s: float = _setting(
         20.0, "Seconds between server pings; a client silent for 3 intervals is dropped. 0: off."
     )
@@ -98,6 +101,27 @@ class Settings:
     cors_origins: str = _setting(
         "http://localhost:3000,http://localhost:5173,http://127.0.0.1:3000,http://127.0.0.1:5173",
         "Comma-separated origins whose browser pages may call the API; * allows any.",
+    )
+    allowed_hosts: str = _setting(
+        "auto",
+        "Comma-separated Host names the server answers (any port); a leading dot allows"
+        " subdomains, * any. auto: loopback names when bound to loopback (against DNS"
+        " rebinding), else any.",
+    )
+    token_ttl_hours: float = _setting(
+        168.0, "Hours an API token stays valid after login or registration."
+    )
+    auth_hash_concurrency: int = _setting(
+        2, "Password hashes computed at once (each Argon2 run takes 64 MiB); more wait."
+    )
+    login_failures_per_address: int = _setting(
+        20, "Failed logins a client address may make in a minute before 429; 0: no limit."
+    )
+    login_failures_per_account: int = _setting(
+        10, "Failed logins on one username in five minutes before 429; 0: no limit."
+    )
+    registrations_per_address: int = _setting(
+        60, "Accounts a client address may register in ten minutes before 429; 0: no limit."
     )
     log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
     access_log: bool = _setting(False, "Log every HTTP request.")
@@ -214,6 +238,8 @@ def validate(settings: Settings) -> Settings:
         problems.append("ws_max_messages_per_s must be positive")
     if not 256 <= settings.ws_max_message_bytes <= 16 * 1024 * 1024:
         problems.append("ws_max_message_bytes must be 256 to 16777216")
+    if not 0 < settings.ws_close_timeout_s <= 60:
+        problems.append("ws_close_timeout_s must be more than 0 and at most 60")
     if settings.ws_slow_client_timeout_s <= 0 or settings.ws_ping_interval_s < 0:
         problems.append(
             "ws_slow_client_timeout_s must be positive, ws_ping_interval_s not negative"
@@ -230,6 +256,17 @@ def validate(settings: Settings) -> Settings:
         problems.append("db_synchronous must be OFF, NORMAL, FULL or EXTRA")
     if settings.demo_user not in {"auto", "on", "off"}:
         problems.append("demo_user must be auto, on or off")
+    if settings.token_ttl_hours <= 0 or not 1 <= settings.auth_hash_concurrency <= 64:
+        problems.append("token_ttl_hours must be positive, auth_hash_concurrency 1 to 64")
+    if (
+        min(
+            settings.login_failures_per_address,
+            settings.login_failures_per_account,
+            settings.registrations_per_address,
+        )
+        < 0
+    ):
+        problems.append("the login and registration limits must not be negative")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

@@ -296,7 +296,7 @@ async def test_pings_keep_live_clients_and_drop_dead_ones(
             dead = await trio.open_tcp_stream(parts.hostname or "", parts.port or 0)
             async with dead:
                 await dead.send_all(
-                    b"GET /ws/market/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"GET /ws/market/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                     b"Sec-WebSocket-Version: 13\r\n\r\n"
                 )  # and then never a byte more, not even a pong

@@ -43,20 +43,32 @@ async def credentials() -> tuple[Any, Any]:
     return body.get("username"), body.get("password")
 
 
+def client_address() -> str:
+    """The peer's address, the key of the password throttles. Behind a reverse proxy every
+    client shares the proxy's address (docs/protocol.md says so)."""
+    return request.remote_addr or ""
+
+
+# A token is a credential: no cache on the way may keep the answer that carries it.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 @blueprint.post("/register/")
 @document_request(Credentials)
 @document_response(TokenOut, 201)
-async def register() -> tuple[dict[str, Any], int]:
-    user, token = await current_runtime().trading().accounts.register(*await credentials())
-    return {"token": token, "user": user_json(user)}, 201
+async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
+    accounts = current_runtime().trading().accounts
+    user, token = await accounts.register(*await credentials(), client=client_address())
+    return {"token": token, "user": user_json(user)}, 201, NO_STORE
 
 
 @blueprint.post("/login/")
 @document_request(Credentials)
 @document_response(TokenOut)
-async def login() -> dict[str, Any]:
-    user, token = await current_runtime().trading().accounts.login(*await credentials())
-    return {"token": token, "user": user_json(user)}
+async def login() -> tuple[dict[str, Any], int, dict[str, str]]:
+    accounts = current_runtime().trading().accounts
+    user, token = await accounts.login(*await credentials(), client=client_address())
+    return {"token": token, "user": user_json(user)}, 200, NO_STORE
 
 
 @blueprint.post("/logout/")

@@ -79,7 +79,10 @@ def _describe(error: Exception) -> tuple[str | None, str]:
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ClientError)
     async def client_error(error: ClientError) -> Response:
-        return error_response(error.status, error.code, error.message, **error.extra)
+        response = error_response(error.status, error.code, error.message, **error.extra)
+        if "retry_after" in error.extra:
+            response.headers["Retry-After"] = str(error.extra["retry_after"])
+        return response
 
     @app.errorhandler(QuerystringValidationError)
     async def bad_query(error: QuerystringValidationError) -> Response:

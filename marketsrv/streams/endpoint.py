@@ -91,7 +91,13 @@ class StreamRouter:
         try:
             await conn.run_sender()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the peer went away mid-write; the receive loop sees the disconnect
+            return  # the peer went away mid-write; the receive loop sees the disconnect
         except Exception:
             log.exception("stream sender failed")
             nursery.cancel_scope.cancel()
+            return
+        # Our close frame is out. A client that never answers it (and so never disconnects)
+        # would hold the socket for ever, unregistered and so out of the watchdog's sight:
+        # give it the close timeout, then end the connection from this side.
+        await trio.sleep(self.limits.close_timeout_s)
+        nursery.cancel_scope.cancel()

@@ -6,8 +6,9 @@ or Quart. Hypercorn has no public hook to batch writes, so `install()` wraps one
 `WSStream` (the object behind the ASGI `send` callable) and `HypercornTransport` then writes all of a
 connection's frames of one interval as one `Data` event: one socket write per client per interval,
 frames framed once for everyone. It also records when data last arrived (so silent, dead peers can
-be dropped), strips the permessage-deflate offer when compression is off, and can abort a
-connection whose socket stopped draining.
+be dropped), strips the permessage-deflate offer when compression is off, answers a client that
+sends frames before the handshake's answer with a clean 400, and can abort a connection whose
+socket stopped draining.
 
 All of that touches hypercorn internals, so it is active only for the hypercorn versions it was
 tested with (`TESTED_HYPERCORN`); on any other version it logs a warning and every connection
@@ -130,14 +131,17 @@ def install() -> bool:
         )
         _installed = False
         return False
-    from hypercorn.protocol.events import Data, Request
-    from hypercorn.protocol.ws_stream import WSStream
+    from hypercorn.protocol.events import Data, Request, StreamClosed
+    from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 
     original = WSStream.handle
 
     async def handle(self: Any, event: Any) -> None:
         if isinstance(event, Data):
             setattr(self, _LAST_RX, trio.current_time())
+            if not self.closed and not self.handshake.accepted:
+                await _refuse_early_data(self)
+                return
         elif isinstance(event, Request):
             setattr(self, _LAST_RX, trio.current_time())
             if not getattr(self.config, COMPRESSION_ATTR, True):
@@ -147,6 +151,18 @@ def install() -> bool:
                 event = dataclasses.replace(event, headers=headers)
         await original(self, event)
 
+    async def _refuse_early_data(self: Any) -> None:
+        """A client sent frames before our 101 (RFC 6455 4.1 says it must wait): answer 400 and
+        close, once. hypercorn's own answer races the app's accept through h11 and can end the
+        server (pgjones/hypercorn#225); marking the stream closed first makes it ignore the
+        accept, and the app is told the client left so that its task ends too."""
+        self.closed = True
+        if self.state == ASGIWebsocketState.HANDSHAKE:
+            await self._send_error_response(400)
+        await self.send(StreamClosed(stream_id=self.stream_id))  # closes the TCP connection
+        if self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": 1002})
+
     WSStream.handle = handle  # type: ignore[method-assign]
     _installed = True
     return True
@@ -155,6 +171,8 @@ def install() -> bool:
 def transport_for(send: AsgiSend, fast_path: bool) -> Transport:
     """The best transport for this connection's ASGI `send` callable; `fast_path` batches writes."""
     stream = getattr(send, "__self__", None)
-    if install() and type(stream).__name__ == "WSStream":
+    # A stream closed before its handshake (early data, above) never got a wsproto connection;
+    # plain ASGI sends to it are dropped, and its receive says the client left.
+    if install() and type(stream).__name__ == "WSStream" and hasattr(stream, "connection"):
         return HypercornTransport(send, stream, batch=fast_path)
     return AsgiTransport(send)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from marketsrv.market import Market
-from marketsrv.trading.accounts import Accounts
+from marketsrv.trading.accounts import Accounts, AuthLimits
 from marketsrv.trading.errors import TradingError
 from marketsrv.trading.orders import Orders
 from marketsrv.trading.store import Store
@@ -23,13 +23,21 @@ class Trading:
     orders: Orders
 
     @classmethod
-    def open(cls, path: str, market: Market, *, synchronous: str, group_commit: bool) -> Trading:
+    def open(
+        cls,
+        path: str,
+        market: Market,
+        *,
+        synchronous: str,
+        group_commit: bool,
+        auth: AuthLimits | None = None,
+    ) -> Trading:
         """Open (or create) the database and put open orders back in the books. Blocking: call
         before the event loop serves, and before the simulator's first tick."""
         db = Database(path, synchronous=synchronous, group_commit=group_commit)
         db.open()
         store = Store(db)
-        trading = cls(store, Accounts(store), Orders(store, market))
+        trading = cls(store, Accounts(store, limits=auth), Orders(store, market))
         reloaded = db.write(trading.orders.reload)
         if reloaded:
             log.info("%d open orders back in the books", reloaded)
@@ -39,4 +47,4 @@ class Trading:
         self.store.db.close()
 
 
-__all__ = ["Trading", "TradingError"]
+__all__ = ["AuthLimits", "Trading", "TradingError"]

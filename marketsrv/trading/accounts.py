@@ -1,8 +1,10 @@
 """Users, passwords and API tokens.
 
-Passwords are hashed with Argon2id (memory-hard), off the event loop. Tokens are 32 random bytes,
-stored only as their SHA-256, revoked on logout. Every token this process has seen is cached in
-memory: all writes go through this process, so the cache is authoritative once filled.
+Passwords are hashed with Argon2id (memory-hard), off the event loop and at most
+`hash_concurrency` at a time; tries are throttled per client address and per account
+(throttle.py). Tokens are 32 random bytes, stored only as their SHA-256, revoked on logout and
+refused once older than `token_ttl_s`. Recently used tokens are cached in memory (a bounded LRU):
+all writes go through this process, so a cached token is valid until its logout or expiry.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 import secrets
 import sqlite3
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -20,8 +24,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from marketsrv.trading.errors import TradingError
 from marketsrv.trading.store import Store
+from marketsrv.trading.throttle import Throttle, enforce, refund_all
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.@+-]{3,64}")  # fullmatch: "$" would let "demo\n" in
 MIN_PASSWORD = 6
 MAX_PASSWORD = 256
 
@@ -42,7 +47,7 @@ def token_digest(token: str) -> bytes:
 
 
 def check_credentials(username: object, password: object) -> tuple[str, str]:
-    if not isinstance(username, str) or not USERNAME.match(username):
+    if not isinstance(username, str) or not USERNAME.fullmatch(username):
         raise TradingError(
             400, "invalid_username", "username must be 3-64 letters, digits or . _ @ + -"
         )
@@ -50,6 +55,8 @@ def check_credentials(username: object, password: object) -> tuple[str, str]:
         raise TradingError(
             400, "invalid_password", f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
         )
+    if not password.strip():
+        raise TradingError(400, "invalid_password", "password must not be only white space")
     return username, password
 
 
@@ -76,17 +83,68 @@ def insert_token(conn: sqlite3.Connection, user: User) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class AuthLimits:
+    """The limits of the password endpoints (settings `auth_*`, `token_ttl_hours`)."""
+
+    token_ttl_s: float = 7 * 24 * 3600  # a token older than this is refused
+    max_cached_tokens: int = 10_000  # tokens remembered in memory; older ones are read again
+    hash_concurrency: int = 2  # Argon2 checks at once: each takes 64 MiB for its run
+    login_failures_per_address: int = 20  # a minute; 0 turns the throttle off
+    login_failures_per_account: int = 10  # five minutes
+    registrations_per_address: int = 60  # ten minutes
+
+
 class Accounts:
-    def __init__(self, store: Store, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher | None = None,
+        limits: AuthLimits | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
         self.store = store
         self.hasher = hasher or PasswordHasher()
-        self._tokens: dict[bytes, User] = {}
+        self.limits = limits = limits or AuthLimits()
+        # Bounded, so forty parallel wrong logins take 2 x 64 MiB, not 40 x 64 MiB.
+        self._hashing = trio.CapacityLimiter(limits.hash_concurrency)
+        self._by_address = Throttle(
+            limits.login_failures_per_address, 60, clock, what="failed logins from this address"
+        )
+        self._by_account = Throttle(
+            limits.login_failures_per_account, 300, clock, what="failed logins for this account"
+        )
+        self._registrations = Throttle(
+            limits.registrations_per_address, 600, clock, what="registrations from this address"
+        )
+        # digest -> (user, expiry in ms); least recently used first.
+        self._tokens: OrderedDict[bytes, tuple[User, int]] = OrderedDict()
+        # Moves on every revocation: a token read from the database before a revocation
+        # committed is not put back in the cache by a request that was already under way.
+        self._revocations = 0
 
     async def _hash(self, password: str) -> str:
-        return await trio.to_thread.run_sync(self.hasher.hash, password)
+        return await trio.to_thread.run_sync(self.hasher.hash, password, limiter=self._hashing)
 
-    async def register(self, username: object, password: object) -> tuple[User, str]:
+    async def _verify(self, stored_hash: str, password: str) -> bool:
+        try:
+            return await trio.to_thread.run_sync(
+                self.hasher.verify, stored_hash, password, limiter=self._hashing
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _remember(self, digest: bytes, user: User, created_ms: int) -> None:
+        self._tokens[digest] = (user, created_ms + int(self.limits.token_ttl_s * 1000))
+        self._tokens.move_to_end(digest)
+        while len(self._tokens) > self.limits.max_cached_tokens:
+            self._tokens.popitem(last=False)
+
+    async def register(
+        self, username: object, password: object, client: str = ""
+    ) -> tuple[User, str]:
         name, secret = check_credentials(username, password)
+        enforce([(self._registrations, client)])
         password_hash = await self._hash(secret)
 
         def work(conn: sqlite3.Connection) -> tuple[User, str]:
@@ -94,12 +152,14 @@ class Accounts:
             return user, insert_token(conn, user)
 
         user, token = await self.store.write(work)
-        self._tokens[token_digest(token)] = user
+        self._remember(token_digest(token), user, now_ms())
         return user, token
 
-    async def login(self, username: object, password: object) -> tuple[User, str]:
+    async def login(self, username: object, password: object, client: str = "") -> tuple[User, str]:
         if not isinstance(username, str) or not isinstance(password, str):
             raise TradingError(400, "invalid_credentials", "username and password are required")
+        # Charged before the password is checked, refunded when it was right.
+        charges = enforce([(self._by_address, client), (self._by_account, username.lower())])
 
         def find(conn: sqlite3.Connection) -> tuple[User, str] | None:
             row = conn.execute(
@@ -108,19 +168,20 @@ class Accounts:
             ).fetchone()
             return None if row is None else (User(row[0], row[1], row[2]), row[3])
 
-        found = await self.store.read(find)
-        stored_hash = found[1] if found else await self._dummy_hash()
-        try:
-            await trio.to_thread.run_sync(self.hasher.verify, stored_hash, password[:MAX_PASSWORD])
-        except (VerificationError, InvalidHashError):
-            found = None
+        found = None
+        if len(password) <= MAX_PASSWORD and len(username) <= 64:  # no password is longer
+            found = await self.store.read(find)
+            stored_hash = found[1] if found else await self._dummy_hash()
+            if not await self._verify(stored_hash, password):
+                found = None
         if found is None:
             raise TradingError(
                 400, "invalid_credentials", "Unable to log in with those credentials."
             )
+        refund_all(charges)
         user = found[0]
         token = await self.store.write(lambda conn: insert_token(conn, user))
-        self._tokens[token_digest(token)] = user
+        self._remember(token_digest(token), user, now_ms())
         return user, token
 
     async def _dummy_hash(self) -> str:
@@ -132,28 +193,41 @@ class Accounts:
     async def logout(self, token: str) -> None:
         digest = token_digest(token)
         self._tokens.pop(digest, None)
+        self._revocations += 1
         await self.store.write(
             lambda conn: conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
                 (now_ms(), digest),
             )
         )
+        # A request that read the token while the revocation was queued may have cached it.
+        self._tokens.pop(digest, None)
+        self._revocations += 1
 
     async def authenticate(self, token: str) -> User | None:
         digest = token_digest(token)
-        user = self._tokens.get(digest)
-        if user is not None:
-            return user
+        cached = self._tokens.get(digest)
+        if cached is not None:
+            if cached[1] > now_ms():
+                self._tokens.move_to_end(digest)
+                return cached[0]
+            del self._tokens[digest]
+            return None
+        oldest = now_ms() - int(self.limits.token_ttl_s * 1000)
 
-        def find(conn: sqlite3.Connection) -> User | None:
+        def find(conn: sqlite3.Connection) -> tuple[User, int] | None:
             row = conn.execute(
-                "SELECT u.id, u.username, u.created_at FROM tokens t JOIN users u ON u.id = t.user_id"
-                " WHERE t.token_hash = ? AND t.revoked_at IS NULL",
-                (digest,),
+                "SELECT u.id, u.username, u.created_at, t.created_at FROM tokens t"
+                " JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND t.created_at > ?",
+                (digest, oldest),
             ).fetchone()
-            return None if row is None else User(row[0], row[1], row[2])
+            return None if row is None else (User(row[0], row[1], row[2]), row[3])
 
-        user = await self.store.read(find)
-        if user is not None:
-            self._tokens[digest] = user
-        return user
+        revocations = self._revocations
+        found = await self.store.read(find)
+        if found is None:
+            return None
+        if revocations == self._revocations:
+            self._remember(digest, *found)
+        return found[0]

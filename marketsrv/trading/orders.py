@@ -35,6 +35,7 @@ log = logging.getLogger("marketsrv.trading")
 MAX_QUANTITY = 1_000_000
 PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
 COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
+IN_FLIGHT_WAIT_S = 10.0  # a cancel waits this long at most for the order's own settlement
 
 
 def owner_of(user_id: int) -> str:
@@ -52,6 +53,10 @@ class Orders:
         market.listeners.append(self._on_result)
         self._settling = 0  # submits made by this service settle themselves
         self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
+        # Users with an acceptance under way: its order is in the database (a reader can see it
+        # and a cancel can name it) before this task learns its id and marks it in flight.
+        self._accepting: dict[int, int] = {}
+        self._settled = trio.lowlevel.ParkingLot()  # woken whenever either of the two shrinks
         # Set when a settlement could not be written: the books and the database then disagree,
         # so no new order is taken until a restart reloads the books from the database.
         self.suspended: str | None = None
@@ -180,11 +185,20 @@ class Orders:
         return outcome
 
     async def _place(self, order: NewOrder) -> tuple[dict[str, Any], bool]:
-        row, created = await self.store.write(lambda conn: ledger.accept(conn, order))
+        uid = order.user_id
+        self._accepting[uid] = self._accepting.get(uid, 0) + 1
+        try:
+            row, created = await self.store.write(lambda conn: ledger.accept(conn, order))
+            if created:  # in flight before the acceptance is let go: no await in between
+                self._in_flight.add(row["id"])
+        finally:
+            self._accepting[uid] -= 1
+            if not self._accepting[uid]:
+                del self._accepting[uid]
+            self._settled.unpark_all()
         if not created:
             return await self.get(order.user_id, row["id"]), False
         order_id = row["id"]
-        self._in_flight.add(order_id)
         try:
             self._settling += 1
             try:
@@ -206,6 +220,7 @@ class Orders:
                 raise TradingError(503, "settlement_failed", self.suspended or "") from exc
         finally:
             self._in_flight.discard(order_id)
+            self._settled.unpark_all()
 
     def _suspend(self, exc: BaseException) -> None:
         log.critical("a settlement could not be written (%s): trading suspended", exc)
@@ -222,24 +237,32 @@ class Orders:
             raise TradingError(
                 400, "order_not_open", f"the order is {row['status']} and cannot be cancelled"
             )
-        removed = self.market.cancel(row["symbol"], -order_id)
-        if removed is None and order_id in self._in_flight:
-            raise TradingError(
-                409, "order_in_flight", "the order is still being matched; try again"
-            )
+        # An order still being accepted or matched is in neither the book nor a final state:
+        # wait for its settlement (a few milliseconds), then take it out of the book.
+        deadline = trio.current_time() + IN_FLIGHT_WAIT_S
+        while self.market.cancel(row["symbol"], -order_id) is None and (
+            order_id in self._in_flight or user_id in self._accepting
+        ):
+            with trio.move_on_at(deadline) as waited:
+                await self._settled.park()
+            if waited.cancelled_caught:
+                raise TradingError(
+                    409, "order_in_flight", "the order is still being matched; try again"
+                )
 
         # Not in the book any more: either its last fill is queued for the database ahead of
         # this write (then the order is no longer open there either), or the two disagree after
         # a failed settlement, and closing it releases its hold.
-        def work(conn: sqlite3.Connection) -> dict[str, Any]:
-            if ledger.order_row(conn, order_id)["status"] in ledger.OPEN:
+        def work(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
+            still_open = ledger.order_row(conn, order_id)["status"] in ledger.OPEN
+            if still_open:
                 ledger.close_order(conn, order_id, "cancelled", "cancelled by the user")
-            return order_view(conn, order_id)
+            return still_open, order_view(conn, order_id)
 
-        order = await self.store.write(work)
-        if order["status"] != "cancelled":
+        closed, order = await self.store.write(work)
+        if not closed:  # it filled, or expired, before the cancel reached it
             raise TradingError(
-                400, "order_not_open", f"the order is {order['status']}: it filled first"
+                400, "order_not_open", f"the order is {order['status']} and cannot be cancelled"
             )
         return order
 

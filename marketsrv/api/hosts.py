@@ -1,0 +1,89 @@
+"""The `Host` allow-list, as ASGI middleware in front of everything (REST and WebSockets).
+
+A server on loopback is still reachable from a browser through DNS rebinding: a page on
+`evil.example` re-points its own name at 127.0.0.1 and its scripts then talk to us as a
+same-origin site, with the `Host: evil.example` header as the only tell. So a server bound to
+loopback answers only loopback names by default (setting `allowed_hosts`); other requests get a
+400 `invalid_host` (a WebSocket is refused before its handshake completes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+LOOPBACK_NAMES = ("localhost", ".localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(setting: str, bound_host: str) -> tuple[str, ...] | None:
+    """The allowed names (lower case), or None for any. `auto` follows the bound address."""
+    if setting.strip() == "auto":
+        return LOOPBACK_NAMES if is_loopback(bound_host) else None
+    names = tuple(n.strip().lower() for n in setting.split(",") if n.strip())
+    return None if "*" in names else names
+
+
+def host_name(header: bytes) -> str:
+    """The name of a Host header, without its port: `[::1]:8000` -> `::1`."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+
+def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    for entry in allowed:
+        if entry.startswith("."):
+            if name.endswith(entry) or name == entry[1:]:
+                return True
+        elif name == entry:
+            return True
+    return False
+
+
+class HostGuard:
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...] | None) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.allowed is None or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
+        # HTTP/1.0 may omit Host; browsers never do, so there is nothing to rebind then.
+        if header is None or host_allowed(host_name(header), self.allowed):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})  # answered as HTTP 403
+            return
+        message = "This server does not answer to that Host name (setting allowed_hosts)."
+        body = orjson.dumps(
+            {"code": "invalid_host", "error": message, "detail": message, "message": message}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
