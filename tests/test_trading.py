@@ -151,6 +151,24 @@ async def test_overdraft_and_overselling_change_nothing(env: Env, tmp_path: Path
             "invalid_time_in_force",
         ),
         ([1, 2], "invalid_body"),
+        # Wrong types are refused with the field's code, never read as "use the default".
+        (
+            {"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": False},
+            "invalid_order_type",
+        ),
+        (
+            {"symbol": "SCOM", "side": "buy", "quantity": 1, "time_in_force": 0},
+            "invalid_time_in_force",
+        ),
+        ({"symbol": "SCOM", "side": 1, "quantity": 1}, "invalid_side"),
+        ({"symbol": ["SCOM"], "side": "buy", "quantity": 1}, "invalid_symbol"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "2_8.00"}, "invalid_price"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "２８"}, "invalid_price"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "28.5e0"}, "invalid_price"),
+        (
+            {"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": "market", "price": "x"},
+            "invalid_price",
+        ),
     ],
 )
 async def test_bad_orders_are_refused(env: Env, body: Any, code: str) -> None:
@@ -159,7 +177,11 @@ async def test_bad_orders_are_refused(env: Env, body: Any, code: str) -> None:
     assert await env.call("GET", "/api/trading/orders/", token) == []
 
 
-@pytest.mark.parametrize("amount", [-5, 0, "1.001", "abc", None, True, 10**12])
+@pytest.mark.parametrize(
+    "amount",
+    [-5, 0, "1.001", "abc", None, True, 10**12, "1_000", "１０００", "١٠٠٠", " 100 ", "1e3", ".5",
+     "100.", "+100", "NaN", "Infinity"],
+)  # fmt: skip
 async def test_bad_deposits_are_refused(env: Env, amount: Any) -> None:
     token = await env.user("dave")
     body = await env.call("POST", "/api/trading/wallet/", token, {"amount": amount}, 400)
@@ -370,7 +392,8 @@ async def test_pathological_amounts_are_refused_at_once(env: Env, amount: str) -
 
 
 @pytest.mark.parametrize(
-    ("quantity", "status"), [("²", 400), ("9" * 5000, 400), ("1_000", 400), (" 12 ", 201)]
+    ("quantity", "status"),
+    [("²", 400), ("9" * 5000, 400), ("1_000", 400), (" 12 ", 400), ("１", 400), ("12", 201)],
 )
 async def test_odd_quantity_strings(env: Env, quantity: str, status: int) -> None:
     token = await env.user("ken", cash=1000)
@@ -447,3 +470,43 @@ async def test_the_trading_api_is_in_the_openapi_document(env: Env) -> None:
     assert "201" in orders["responses"] and "requestBody" in orders
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "/api/accounts/login/" in spec["paths"]
+
+
+async def test_odd_order_ids_and_pages_are_404_and_400_not_500(env: Env) -> None:
+    token = await env.user("olga")
+    for raw in ("%C2%B2", "9" * 25, "-1", "0x10", "%EF%BC%91"):
+        answer = await env.call("GET", f"/api/trading/orders/{raw}/", token, status=404)
+        assert answer["code"] == "order_not_found"
+        await env.call("DELETE", f"/api/trading/orders/{raw}/", token, status=404)
+    for query in ("page=" + "9" * 25, "page=%C2%B2", "page_size=" + "9" * 25, "page=1e3"):
+        for path in ("/api/trading/orders/list/", "/api/trading/fills/"):
+            answer = await env.call("GET", f"{path}?{query}", token, status=400)
+            assert answer["code"] == "invalid_page"
+
+
+async def test_a_price_on_a_market_order_is_its_protection_limit(env: Env) -> None:
+    token = await env.user("pia", cash=1_000_000)
+    bids, asks = env.market.books["SCOM"].depth(1)
+    inst = env.market.instruments["SCOM"]
+    best_ask, best_bid = inst.price(asks[0][0]), inst.price(bids[0][0])
+    body = {"symbol": "SCOM", "side": "buy", "quantity": 10, "order_type": "market"}
+    below = await env.call(
+        "POST", "/api/trading/orders/", token, body | {"price": str(best_bid)}, 201
+    )
+    assert below["status"] == "failed" and below["filled_quantity"] == 0
+    assert "limit" in below["note"]
+    at = await env.call("POST", "/api/trading/orders/", token, body | {"price": str(best_ask)}, 201)
+    assert at["status"] == "executed" and at["average_price"] <= float(best_ask)
+    wallet = await env.call("GET", "/api/trading/wallet/", token)
+    assert wallet["held"] == 0
+
+
+async def test_page_links_are_url_encoded(env: Env) -> None:
+    token = await env.user("quin", cash=100_000)
+    for _ in range(2):
+        body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "25.00"}
+        await env.call("POST", "/api/trading/orders/", token, body, 201)
+    page = await env.call(
+        "GET", "/api/trading/orders/list/?page_size=1&tag=a%20b%26c%3Dd", token, status=200
+    )
+    assert page["next"].endswith("?page_size=1&tag=a+b%26c%3Dd&page=2"), page["next"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response
@@ -39,12 +40,19 @@ def user_id() -> int:
     return int(request.user.id)  # type: ignore[attr-defined]
 
 
+def whole_number(raw: str, digits: int) -> int | None:
+    """`raw` as a whole number if it is 1 to `digits` ASCII digits ("²" and "１" pass `isdigit()`
+    but are no number of ours; 25 digits would overflow SQLite's 64-bit integers)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= digits:
+        return int(raw)
+    return None
+
+
 def page_args() -> tuple[int, int]:
-    try:
-        page = int(request.args.get("page", "1"))
-        size = int(request.args.get("page_size", str(PAGE_SIZE)))
-    except ValueError:
-        raise ApiError(400, "invalid_page", "page and page_size must be whole numbers") from None
+    page = whole_number(request.args.get("page", "1"), 9)
+    size = whole_number(request.args.get("page_size", str(PAGE_SIZE)), 9)
+    if page is None or size is None:
+        raise ApiError(400, "invalid_page", "page and page_size must be whole numbers")
     if page < 1 or not 1 <= size <= 100:
         raise ApiError(400, "invalid_page", "page must be at least 1 and page_size 1 to 100")
     return page, size
@@ -58,7 +66,7 @@ def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]
     def link(n: int) -> str:
         args = request.args.to_dict()
         args["page"] = str(n)
-        return f"{request.base_url}?" + "&".join(f"{k}={v}" for k, v in args.items())
+        return f"{request.base_url}?{urlencode(args)}"
 
     return {
         "count": total,
@@ -193,9 +201,10 @@ async def orders_array() -> list[dict[str, Any]]:
 
 
 def _order_id(raw: str) -> int:
-    if not raw.isdigit():
+    order_id = whole_number(raw, 18)
+    if order_id is None:
         raise ApiError(404, "order_not_found", "no such order")
-    return int(raw)
+    return order_id
 
 
 @blueprint.get("/orders/<raw_id>/")

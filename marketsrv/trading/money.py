@@ -1,11 +1,14 @@
 """Money at the edges: amounts in and out of JSON, exact, in integer cents inside.
 
 A JSON number such as 100000.5 or a string such as "100000.50" is read through its decimal text
-(never through float arithmetic) and must have at most two decimals.
+(never through float arithmetic) and must have at most two decimals. A string must be plain ASCII
+decimal text (`-?digits[.digits]`): no exponent, no `_` separators, no white space and no other
+scripts' digits, all of which Python's own `Decimal()` would take.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation, localcontext
 
 MAX_DEPOSIT_CENTS = 100_000_000_00  # 100 million KES in one deposit
@@ -16,14 +19,15 @@ class MoneyError(ValueError):
 
 
 MAX_DIGITS = 15  # no amount or price has more integer digits; checked before any arithmetic
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def parse_cents(raw: object, what: str = "amount") -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise MoneyError(f"{what} must be a number")
-    text = str(raw).strip()
-    if len(text) > 64:
-        raise MoneyError(f"{what} must be a number")
+    text = repr(raw) if isinstance(raw, float) else str(raw)
+    if len(text) > 64 or (isinstance(raw, str) and not DECIMAL_TEXT.fullmatch(text)):
+        raise MoneyError(f"{what} must be a number written with the digits 0-9, like 1500.50")
     try:
         value = Decimal(text)
     except InvalidOperation:

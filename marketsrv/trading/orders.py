@@ -22,7 +22,7 @@ import orjson
 import trio
 
 from marketsrv.engine import OrderResult, Side, TimeInForce
-from marketsrv.market import Market
+from marketsrv.market import Instrument, Market
 from marketsrv.trading import ledger
 from marketsrv.trading.errors import TradingError
 from marketsrv.trading.ledger import Fill, NewOrder
@@ -36,6 +36,17 @@ MAX_QUANTITY = 1_000_000
 PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
 COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
 IN_FLIGHT_WAIT_S = 10.0  # a cancel waits this long at most for the order's own settlement
+
+
+def text_field(body: dict[str, Any], name: str, default: str) -> str:
+    """A lower-cased string field; absent or null means `default`, any other type is refused
+    with the field's own code (`order_type: false` is a mistake, not "use the default")."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise TradingError(400, f"invalid_{name}", f"{name} must be a string")
+    return value.strip().lower()
 
 
 def owner_of(user_id: int) -> str:
@@ -68,16 +79,16 @@ class Orders:
             raise TradingError(400, "invalid_body", "the body must be a JSON object")
         raw_symbol = body.get("symbol", body.get("stock_symbol"))
         if not isinstance(raw_symbol, str) or not raw_symbol.strip():
-            raise TradingError(400, "invalid_symbol", "symbol is required")
+            raise TradingError(400, "invalid_symbol", "symbol is required: a string such as 'SCOM'")
         symbol = raw_symbol.strip().upper()
         inst = self.market.instruments.get(symbol)
         if inst is None:
             raise TradingError(400, "unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
-        side = str(body.get("side", "")).lower()
+        side = text_field(body, "side", "")
         if side not in ("buy", "sell"):
             raise TradingError(400, "invalid_side", "side must be 'buy' or 'sell'")
         quantity = body.get("quantity")
-        if isinstance(quantity, str) and quantity.isascii() and quantity.strip().isdigit():
+        if isinstance(quantity, str) and quantity.isascii() and quantity.isdigit():
             quantity = int(quantity) if len(quantity) <= 12 else 0
         if isinstance(quantity, float) and quantity.is_integer():
             quantity = int(quantity)
@@ -92,11 +103,10 @@ class Orders:
                 f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}",
             )
         price = body.get("price")
-        order_type = str(body.get("order_type") or ("market" if price is None else "limit")).lower()
+        order_type = text_field(body, "order_type", "market" if price is None else "limit")
         if order_type not in ("market", "limit"):
             raise TradingError(400, "invalid_order_type", "order_type must be 'market' or 'limit'")
-        default_tif = "gtc" if order_type == "limit" else "ioc"
-        tif = str(body.get("time_in_force") or default_tif).lower()
+        tif = text_field(body, "time_in_force", "gtc" if order_type == "limit" else "ioc")
         if tif not in ("gtc", "ioc", "fok") or (order_type == "market" and tif == "gtc"):
             raise TradingError(
                 400,
@@ -143,6 +153,10 @@ class Orders:
         else:
             cents = None
             ticks = self._collar(symbol, Side(side), quantity)
+            if price not in (None, "", 0):
+                # A price on a market order is its protection limit: it trades at that price
+                # or better, never past it (and never past the collar either).
+                ticks = self._protect(inst, Side(side), price, ticks)
             hold_cents = inst.cents(ticks)
         canonical = orjson.dumps(
             [symbol, side, order_type, tif, quantity, cents], option=orjson.OPT_SORT_KEYS
@@ -152,6 +166,18 @@ class Orders:
             quantity=quantity, price_cents=cents, price_ticks=ticks, hold_price_cents=hold_cents,
             client_order_id=client_order_id, request_hash=hashlib.sha256(canonical).hexdigest(),
         )  # fmt: skip
+
+    @staticmethod
+    def _protect(inst: Instrument, side: Side, price: object, collar: int) -> int:
+        try:
+            cents = parse_cents(price, "price")
+        except MoneyError as exc:
+            raise TradingError(400, "invalid_price", str(exc)) from None
+        if cents <= 0:
+            raise TradingError(400, "invalid_price", "price must be positive")
+        if side is Side.BUY:  # whole ticks at or below the limit
+            return min(collar, cents // inst.tick_cents)
+        return max(collar, -(-cents // inst.tick_cents))
 
     def _collar(self, symbol: str, side: Side, quantity: int) -> int:
         """The worst price a market order may trade at: where sweeping the book would complete
@@ -302,7 +328,7 @@ class Orders:
         elif row["time_in_force"] == "fok":
             status, note = "cancelled", "fill or kill: not enough liquidity to fill it all at once"
         elif row["order_type"] == "market":
-            status, note = "failed", "no liquidity within the market order's price collar"
+            status, note = "failed", "no liquidity within the market order's price collar or limit"
         else:
             status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
         ledger.close_order(conn, taker_id, status, note)
