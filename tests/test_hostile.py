@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from argon2 import PasswordHasher
 
 from marketsrv.runtime import Runtime
 from tests.builders import check_invariants
@@ -307,3 +308,28 @@ async def test_a_long_password_is_checked_whole(start_server: ServerFactory) -> 
         longer = await http.post("/api/accounts/login/", json=body | {"password": secret + "x"})
         assert longer.status_code == 400 and longer.json()["code"] == "invalid_credentials"
         assert (await http.post("/api/accounts/login/", json=body)).status_code == 200
+
+
+async def test_parallel_logins_of_unknown_users_hash_the_dummy_once(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown username must cost one password check like a known one, not two."""
+    url, runtime = await start_server(simulate=False)
+    hashed: list[str] = []
+
+    class CountingHasher(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            hashed.append(str(password))
+            return super().hash(password, salt=salt)
+
+    monkeypatch.setattr(runtime.trading().accounts, "hasher", CountingHasher())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def login(n: int) -> None:
+            body = {"username": f"ghost{n}", "password": "not-a-password"}
+            assert (await http.post("/api/accounts/login/", json=body)).status_code == 400
+
+        async with trio.open_nursery() as nursery:
+            for n in range(6):
+                nursery.start_soon(login, n)
+    assert len(hashed) == 1

@@ -122,6 +122,8 @@ class Accounts:
         # Moves on every revocation: a token read from the database before a revocation
         # committed is not put back in the cache by a request that was already under way.
         self._revocations = 0
+        self._dummy: str | None = None
+        self._dummy_lock = trio.Lock()
 
     async def _hash(self, password: str) -> str:
         return await trio.to_thread.run_sync(self.hasher.hash, password, limiter=self._hashing)
@@ -185,9 +187,11 @@ class Accounts:
         return user, token
 
     async def _dummy_hash(self) -> str:
-        # An unknown user costs the same time as a wrong password: no username probing.
-        if not hasattr(self, "_dummy"):
-            self._dummy = await self._hash(secrets.token_hex(8))
+        # An unknown user costs the same time as a wrong password: no username probing. Made
+        # once, under a lock: parallel first logins must not each hash one (twice the work).
+        async with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = await self._hash(secrets.token_hex(8))
         return self._dummy
 
     async def logout(self, token: str) -> None:
