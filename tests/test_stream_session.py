@@ -328,6 +328,7 @@ async def test_trades_candles_and_bulk_updates(
         }
     )
     await client.flush()
+    subscribed_after = m.trades["SCOM"][-1].trade_id if m.trades["SCOM"] else 0
     seen_ids: list[int] = []
     for _ in range(30):
         sim.step()
@@ -340,8 +341,28 @@ async def test_trades_candles_and_bulk_updates(
             elif f["type"] == "candle":
                 assert f["data"]["interval"] == "1m" and f["data"]["volume"] > 0
     assert seen_ids
-    scom_trades = [t.trade_id for t in m.trades["SCOM"] if t.trade_id >= seen_ids[0]]
+    scom_trades = [t.trade_id for t in m.trades["SCOM"] if t.trade_id > subscribed_after]
     assert seen_ids == scom_trades  # every trade since the subscription, in order, none twice
+
+
+async def test_a_first_trade_subscriber_gets_no_backlog_and_is_not_closed() -> None:
+    """Six symbols nobody watched, each with its whole history of 1,000 trades kept: the first
+    subscriber to their trades receives only what trades after it subscribed."""
+    m, sim = simulated_market(seed=5, steps=250, takers_per_tick=5)
+    hub = Hub(m)
+    symbols = ["SCOM", "KCB", "EQTY", "EABL", "COOP", "ABSA"]
+    assert all(len(m.trades[s]) == 1000 for s in symbols)
+    before = {s: m.trades[s][-1].trade_id for s in symbols}
+    client = Client(hub)
+    client.say({"type": "subscribe", "symbols": symbols, "trades": True})
+    await client.flush()
+    seen: list[dict[str, Any]] = []
+    for _ in range(5):
+        sim.step()
+        hub.publish()
+        seen += [f["data"] for f in await client.flush() if f["type"] == "trade"]
+    assert client.conn.closing is None
+    assert seen and all(t["id"] > before[t["symbol"]] for t in seen)
 
 
 async def test_replies_survive_while_data_is_conflated(

@@ -48,6 +48,7 @@ class Connection:
         self.depth = frames.DEFAULT_DEPTH
         self.book_mode: BookMode = "snapshot"
         self.trades = False
+        self.trades_after: dict[str, int] = {}  # per symbol: the last trade before it subscribed
         self.candles = False
         self.batch = False
         self._book_snapshot = book_snapshot
@@ -128,6 +129,7 @@ class Connection:
 
     def forget(self, symbol: str) -> None:
         """Drop whatever waits for an unsubscribed symbol."""
+        self.trades_after.pop(symbol, None)
         self._market.pop(symbol, None)
         self._book.pop(symbol, None)
         self._books.pop(symbol, None)

@@ -31,7 +31,9 @@ class Frame:
         self.type = type
         self.data = data
         self.ts = ts
-        self.seq = seq  # the book's sequence number, on order_book and order_book_update frames
+        # The book's sequence number on order_book and order_book_update frames; the trade id
+        # on trade frames.
+        self.seq = seq
         self.payload = b'{"type":"%s","data":%s,"ts":%s}' % (type.encode(), data, repr(ts).encode())
         self._wire: bytes | None = None
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
 import trio
 
 from marketsrv.market import Market
@@ -83,6 +84,14 @@ class Hub:
 
     def subscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
         for symbol in symbols:
+            trades = self.market.trades[symbol]
+            last = trades[-1].trade_id if trades else 0
+            if not self.subscribers[symbol]:
+                # Nobody watched it, so its cursor stood still: move it to now, or the first
+                # publish would offer the whole kept history as "new" trades.
+                self._trade_cursor[symbol] = last
+            if symbol not in conn.symbols:
+                conn.trades_after[symbol] = last  # its trade stream starts after this one
             conn.symbols.add(symbol)
             self.subscribers[symbol].add(conn)
 
@@ -153,8 +162,10 @@ class Hub:
                         candle_frame = self._candle(symbol, ts)
                     conn.offer_candle(symbol, candle_frame)
                 if conn.trades and trade_frames:
+                    after = conn.trades_after.get(symbol, 0)
                     for f in trade_frames:
-                        conn.offer_trade(f)
+                        if f.seq is None or f.seq > after:
+                            conn.offer_trade(f)
         for conn in self.connections:
             conn.wake()
         self.publishes += 1
@@ -175,7 +186,7 @@ class Hub:
         for t in reversed(log_):
             if t.trade_id <= cursor:
                 break
-            new.append(frame("trade", frames.trade(inst, t), ts))
+            new.append(Frame("trade", orjson.dumps(frames.trade(inst, t)), ts, t.trade_id))
         new.reverse()
         return new
 
