@@ -148,7 +148,6 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
     limits = Limits(
         max_symbols=settings.ws_max_symbols,
         max_messages_per_s=settings.ws_max_messages_per_s,
-        max_message_bytes=settings.ws_max_message_bytes,
         close_timeout_s=settings.ws_close_timeout_s,
     )
     router = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)

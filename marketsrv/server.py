@@ -97,9 +97,10 @@ async def serve(
             await trio.sleep_forever()
         else:
             await shutdown_trigger()
-        # Connections now get `graceful_timeout_s` to finish; one whose socket stopped
-        # draining would hold its (shielded) write past that, so the hub drops such at once.
-        hub.shutting_down = True
+        # Connections now get `graceful_timeout_s` to finish: WebSocket clients are told so
+        # (1001) and close; one whose socket stopped draining would hold its (shielded) write
+        # past that, so the hub drops such at once.
+        hub.close_all()
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(

@@ -22,3 +22,16 @@ def test_mypy_strict() -> None:
 def test_ruff() -> None:
     result = run("ruff", "check", "marketsrv", "storage", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    result = run("ruff", "format", "--check", "marketsrv", "storage", "tests", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_installed_hypercorn_is_one_the_stream_hook_knows() -> None:
+    """Dead-peer detection and batched writes need the hook; pyproject.toml's range and the
+    hook's list of tested versions must agree, or both features would silently switch off."""
+    from marketsrv.streams import transport
+
+    assert transport.install()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from marketsrv.engine import Side, TimeInForce
 from marketsrv.market import Market, Simulator
 from marketsrv.streams import Hub, HubSettings, Limits
+from marketsrv.streams import frames as frames_module
 from marketsrv.streams.connection import MAX_PENDING_DIFFS, Connection
 from marketsrv.streams.session import Session
 from tests.builders import FakeClock, RecordingTransport, make_instrument, simulated_market
@@ -416,3 +417,22 @@ async def test_watchdog_closes_a_stuck_client_then_drops_it(
         hub.watch(nursery)
     assert stuck.transport.aborted and stuck.conn not in hub.connections
     assert healthy.conn in hub.connections and hub.slow_closed == 1
+
+
+async def test_a_write_cut_by_the_socket_closing_is_no_error(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """hypercorn closing the socket of a client that hung up, under a batched write, makes the
+    write fail as busy: that is a client gone, not a server error to log."""
+    from marketsrv.streams.endpoint import StreamRouter
+
+    class HungUp(RecordingTransport):
+        async def send(self, frames: Any) -> None:
+            raise trio.BusyResourceError("another task is currently sending data")
+
+    conn = Connection(HungUp(), book_snapshot=hub.book_snapshot)
+    conn.reply(frames_module.error_frame("x", "y"))
+    router = StreamRouter(lambda *a: None, hub, Limits(), fast_path=True)  # type: ignore[arg-type,return-value]
+    async with trio.open_nursery() as nursery:
+        await router._sender(conn, nursery)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

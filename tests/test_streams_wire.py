@@ -310,3 +310,28 @@ async def test_pings_keep_live_clients_and_drop_dead_ones(
             await send(live, {"type": "ping", "timestamp": 3})
             assert (await next_of(live, "pong"))["data"]["timestamp"] == 3
             assert len(runtime.hub.connections) == 1
+
+
+async def test_shutdown_tells_clients_1001_going_away_at_once(
+    nursery: trio.Nursery, fast_settings: Any, fast_path: bool
+) -> None:
+    """Clients hear 1001 when the server stops, not a dropped socket after the graceful wait."""
+    from marketsrv.app import build_runtime
+    from marketsrv.server import serve
+
+    settings = fast_settings.replace(ws_fast_path=fast_path, graceful_timeout_s=60.0)
+    runtime = build_runtime(settings)
+    stop = trio.Event()
+    url = await nursery.start(
+        lambda task_status: serve(
+            settings, runtime=runtime, shutdown_trigger=stop.wait, task_status=task_status
+        )
+    )
+    async with open_ws(url, "/ws/market/") as ws:
+        await send(ws, {"type": "subscribe", "symbols": ["SCOM"]})
+        await next_of(ws, "market_data")
+        stop.set()
+        with trio.fail_after(10), pytest.raises(ConnectionClosed) as closed:  # not 60
+            while True:
+                await ws.get_message()
+        assert closed.value.reason.code == 1001

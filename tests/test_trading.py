@@ -510,3 +510,40 @@ async def test_page_links_are_url_encoded(env: Env) -> None:
         "GET", "/api/trading/orders/list/?page_size=1&tag=a%20b%26c%3Dd", token, status=200
     )
     assert page["next"].endswith("?page_size=1&tag=a+b%26c%3Dd&page=2"), page["next"]
+
+
+async def test_a_failed_maker_settlement_suspends_on_the_trio_thread(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread reports the failure; the order service's state changes on trio's."""
+    import threading
+
+    from marketsrv.trading import ledger
+
+    token = await env.user("otto", cash=500000)
+    bid = env.market.books["EQTY"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["EQTY"].price(bid)
+    body = {"symbol": "EQTY", "side": "buy", "price": price, "quantity": 300}
+    await env.call("POST", "/api/trading/orders/", token, body, 201)
+
+    def broken(*args: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    suspended_on: list[int] = []
+    orders = env.trading.orders
+    original = orders._suspend
+
+    def suspend(exc: BaseException) -> None:
+        suspended_on.append(threading.get_ident())
+        original(exc)
+
+    monkeypatch.setattr(ledger, "apply_fill", broken)
+    monkeypatch.setattr(orders, "_suspend", suspend)
+    with trio.fail_after(30):
+        while not suspended_on:
+            env.sim.step()
+            await env.settle()
+            await trio.sleep(0)  # the trio thread runs what the writer handed over
+    assert suspended_on == [threading.get_ident()]
+    assert orders.suspended

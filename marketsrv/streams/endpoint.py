@@ -90,8 +90,10 @@ class StreamRouter:
     async def _sender(self, conn: Connection, nursery: trio.Nursery) -> None:
         try:
             await conn.run_sender()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return  # the peer went away mid-write; the receive loop sees the disconnect
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            # The peer went away mid-write; the receive loop sees the disconnect. (Busy: hypercorn
+            # closing the socket of a client that hung up, under our batched write.)
+            return
         except Exception:
             log.exception("stream sender failed")
             nursery.cancel_scope.cancel()

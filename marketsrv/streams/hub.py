@@ -20,7 +20,7 @@ import trio
 
 from marketsrv.market import Market
 from marketsrv.streams import frames
-from marketsrv.streams.connection import CLOSE_SLOW_CONSUMER, Connection
+from marketsrv.streams.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, Connection
 from marketsrv.streams.frames import Frame, frame
 
 log = logging.getLogger("marketsrv.streams")
@@ -193,6 +193,13 @@ class Hub:
     def _candle(self, symbol: str, ts: float) -> Frame:
         inst = self.market.instruments[symbol]
         return frame("candle", frames.candle(inst, self.market.stats[symbol].candles[-1]), ts)
+
+    def close_all(self) -> None:
+        """The server is stopping: every client gets a prompt 1001 "going away" (and its sender
+        the watchdog's shorter patience) instead of waiting out the graceful timeout."""
+        self.shutting_down = True
+        for conn in self.connections:
+            conn.close(CLOSE_GOING_AWAY, "the server is shutting down")
 
     def watch(self, nursery: trio.Nursery) -> None:
         """Close clients stuck past the slow bound; drop those that stay stuck, or went silent."""

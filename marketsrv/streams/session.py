@@ -23,7 +23,6 @@ from marketsrv.streams.frames import error_frame, frame
 class Limits:
     max_symbols: int = 100  # per connection
     max_messages_per_s: float = 20.0  # inbound, with a burst of twice that
-    max_message_bytes: int = 16 * 1024  # inbound; enforced by the server (close 1009)
     close_timeout_s: float = 3.0  # after our close frame, the client's reply is awaited this long
 
 

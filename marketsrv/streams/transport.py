@@ -31,7 +31,7 @@ from marketsrv.streams.frames import Frame
 
 log = logging.getLogger("marketsrv.streams")
 
-TESTED_HYPERCORN = {"0.18.0"}
+TESTED_HYPERCORN = ("0.18.",)  # version prefixes; pyproject.toml allows no other
 _LAST_RX = "_marketsrv_last_rx"
 COMPRESSION_ATTR = "marketsrv_ws_compression"  # set on hypercorn's Config by server.py
 
@@ -122,12 +122,12 @@ def install() -> bool:
     if _installed is not None:
         return _installed
     found = version("hypercorn")
-    if found not in TESTED_HYPERCORN:
+    if not found.startswith(TESTED_HYPERCORN):
         log.warning(
             "hypercorn %s is not one the WebSocket fast path was tested with (%s): "
             "using plain ASGI sends",
             found,
-            ", ".join(sorted(TESTED_HYPERCORN)),
+            ", ".join(p + "*" for p in TESTED_HYPERCORN),
         )
         _installed = False
         return False

@@ -338,9 +338,18 @@ class Orders:
         if self._settling or not any(t.maker_order_id < 0 for t in result.trades):
             return
 
+        try:
+            token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
+        except RuntimeError:  # no event loop (a test stepping the market by hand)
+            token = None
+
         def done(_: Any, error: BaseException | None) -> None:
+            # Runs on the writer thread: the service's state changes on the trio thread only.
             if error is not None:
-                self._suspend(error)
+                if token is None:
+                    self._suspend(error)
+                else:
+                    token.run_sync_soon(self._suspend, error)
 
         try:
             self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
