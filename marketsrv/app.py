@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 
 from marketsrv import __version__
 from marketsrv.api import register_error_handlers, stocks_blueprint
+from marketsrv.api.access_log import AccessLog
 from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
@@ -72,6 +73,7 @@ def build_runtime(settings: Settings) -> Runtime:
         market,
         synchronous=settings.db_synchronous,
         group_commit=settings.db_group_commit,
+        exclusive=True,
         auth=AuthLimits(
             token_ttl_s=settings.token_ttl_hours * 3600,
             hash_concurrency=settings.auth_hash_concurrency,
@@ -142,8 +144,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
 
 
 def create_asgi(runtime: Runtime) -> ASGIApp:
-    """The whole server as one ASGI app: the Host check, then the stream endpoints in front of
-    the Quart app."""
+    """The whole server as one ASGI app: the access log (if on), the Host check, then the stream
+    endpoints in front of the Quart app."""
     settings = runtime.settings
     limits = Limits(
         max_symbols=settings.ws_max_symbols,
@@ -151,4 +153,5 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
         close_timeout_s=settings.ws_close_timeout_s,
     )
     router = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
-    return HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
+    app: ASGIApp = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
+    return AccessLog(app) if settings.access_log else app

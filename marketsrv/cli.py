@@ -8,9 +8,11 @@ marketsrv --get /api/stocks/SCOM/                            one in-process requ
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +22,11 @@ import trio
 from marketsrv import __version__, users_cli
 from marketsrv.app import build_runtime, create_app
 from marketsrv.market import UniverseError
+from marketsrv.market.instruments import universe_version
 from marketsrv.runtime import Runtime
-from marketsrv.server import serve
+from marketsrv.server import listen, serve
 from marketsrv.settings import SettingsError, describe, load, settings_table
+from storage import StorageError
 
 log = logging.getLogger("marketsrv")
 
@@ -32,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="marketsrv",
         description="A realtime market-data and paper-trading server on one port.",
         epilog="Settings also come from a TOML file (--config, or MARKETSRV_CONFIG) and from "
-        "MARKETSRV_* environment variables; flags win. See --help-settings.",
+        "MARKETSRV_* environment variables; flags win. See --help-settings. Accounts from the "
+        "shell: marketsrv users create NAME... (marketsrv users --help).",
     )
     parser.add_argument("--version", action="version", version=f"marketsrv {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
@@ -69,7 +74,7 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _serve_until_signal(runtime: Runtime) -> None:
+async def _serve_until_signal(runtime: Runtime, sock: socket.socket, demo: bool) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -89,12 +94,19 @@ async def _serve_until_signal(runtime: Runtime) -> None:
                 await serve(
                     runtime.settings,
                     runtime=runtime,
+                    sock=sock,
                     shutdown_trigger=shutdown_trigger,
                     task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # drained: stop watching for a second signal
 
             url = await nursery.start(server)
+            if demo:
+                print(
+                    f"demo user: {users_cli.DEMO_USERNAME} / {users_cli.DEMO_PASSWORD} "
+                    "(POST /api/accounts/login/; turn off with --demo-user off)",
+                    flush=True,
+                )
             print(f"listening on {url}", flush=True)
 
 
@@ -122,33 +134,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = args.config or os.environ.get("MARKETSRV_CONFIG")
     try:
         settings = load(cli, Path(config) if config else None)
-        runtime = build_runtime(settings)
-    except (SettingsError, UniverseError) as exc:
+    except SettingsError as exc:
         print(f"marketsrv: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level)  # before anything that logs
+    sock = None
+    if args.get is None:
+        try:  # first: nothing is opened or announced unless the port is ours
+            sock = listen(settings)
+        except OSError as exc:
+            print(f"marketsrv: {_listen_error(settings.host, settings.port, exc)}", file=sys.stderr)
+            return 2
+    try:
+        runtime = build_runtime(settings)
+    except (UniverseError, StorageError) as exc:
+        if sock is not None:
+            sock.close()
+        print(f"marketsrv: {exc}", file=sys.stderr)
+        return 2
     loopback = settings.host in ("127.0.0.1", "localhost", "::1")
     trading = runtime.trading_services
-    if trading is not None and (
+    demo = trading is not None and (
         settings.demo_user == "on" or (settings.demo_user == "auto" and loopback)
-    ):
+    )
+    if demo and trading is not None:
         users_cli.ensure_demo_user(trading.store.db)
-        if args.get is None:
-            print(
-                f"demo user: {users_cli.DEMO_USERNAME} / {users_cli.DEMO_PASSWORD} "
-                "(POST /api/accounts/login/; turn off with --demo-user off)",
-                flush=True,
-            )
     if args.get is not None:
         return trio.run(_get, runtime, args.get)
-    try:
-        trio.run(_serve_until_signal, runtime)
-    except OSError as exc:
-        print(
-            f"marketsrv: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
-        )
-        return 1
+    assert sock is not None
+    log.info(
+        "marketsrv %s; database %s; universe %s (%d instruments, version %s)",
+        __version__,
+        Path(settings.database).resolve(),
+        Path(settings.universe).resolve() if settings.universe else "bundled NSE",
+        len(runtime.market.instruments),
+        universe_version(settings.universe),
+    )
+    trio.run(_serve_until_signal, runtime, sock, demo)
     return 0
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (another marketsrv?); "
+            "stop that server or pick another port, e.g. --port 0 for any free one"
+        )
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def run() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -65,7 +66,7 @@ def hypercorn_config(settings: Settings) -> Config:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout_s
-    config.accesslog = logging.getLogger("marketsrv.access") if settings.access_log else None
+    config.accesslog = None  # app.AccessLog logs each request once (hypercorn's can log twice)
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     config.websocket_max_message_size = settings.ws_max_message_bytes
@@ -79,17 +80,38 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything else starts, so that a busy port is an error
+    of its own (OSError) before the database, the simulator or any announcement."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn does
+        sock.bind((settings.host, settings.port))
+        sock.listen(Config.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(
     settings: Settings,
     *,
     runtime: Runtime | None = None,
+    sock: socket.socket | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `shutdown_trigger` returns; report the bound URL through `task_status`."""
+    """Serve until `shutdown_trigger` returns; report the bound URL through `task_status`.
+
+    `sock` is a socket from `listen()`, handed over to hypercorn; without one it binds its own.
+    """
     runtime = runtime or build_runtime(settings)
     app = create_asgi(runtime)
     config = hypercorn_config(settings)
+    if sock is not None:
+        config.bind = [f"fd://{sock.detach()}"]
     hub = runtime.hub
 
     async def trigger() -> None:

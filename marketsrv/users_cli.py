@@ -18,7 +18,7 @@ from marketsrv.errors import ClientError
 from marketsrv.settings import SettingsError, load
 from marketsrv.trading import accounts, wallet
 from marketsrv.trading.money import parse_cents
-from storage import Database
+from storage import Database, StorageError
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "marketsrv-demo"
@@ -72,7 +72,13 @@ def main(argv: Sequence[str]) -> int:
         print(f"marketsrv users: {exc}", file=sys.stderr)
         return 2
     db = Database(settings.database, synchronous=settings.db_synchronous)
-    db.open()
+    try:
+        db.open()
+    except StorageError as exc:
+        print(f"marketsrv users: {exc}", file=sys.stderr)
+        return 2
+    # Said every time: a relative path from another folder is another database.
+    print(f"marketsrv users: database {db.path.resolve()}", file=sys.stderr)
     status = 0
     try:
         for name in args.names:

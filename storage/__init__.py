@@ -6,7 +6,16 @@ reader connections of their own. The server calls it off the event loop and turn
 into trio events. Money is integer minor units (cents) and quantities integer shares throughout.
 """
 
-from storage.database import Database, StorageClosed
+from storage.database import Database
+from storage.errors import DatabaseInUse, SchemaTooNew, StorageClosed, StorageError
 from storage.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Database", "StorageClosed"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Database",
+    "DatabaseInUse",
+    "SchemaTooNew",
+    "StorageClosed",
+    "StorageError",
+]

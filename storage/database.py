@@ -15,6 +15,7 @@ the writer. `close()` stops taking requests, drains the queue, and closes every 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -22,17 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storage.errors import DatabaseInUse, StorageClosed, StorageError
 from storage.schema import migrate
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("storage")
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 Done = Callable[[Any, BaseException | None], None]
-
-
-class StorageClosed(RuntimeError):
-    """The database is closed (or closing) and takes no more requests."""
 
 
 class Database:
@@ -43,6 +46,7 @@ class Database:
         synchronous: str = "FULL",
         group_commit: bool = True,
         max_batch: int = 256,
+        exclusive: bool = False,
     ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -56,14 +60,35 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._writer: threading.Thread | None = None
         self.commits = 0  # transactions committed (the tests count group commits with it)
+        # A server's books and caches are the database's other half: two servers on one file
+        # would cancel each other's orders. `exclusive` holds a lock file for the server's life.
+        self.exclusive = exclusive
+        self._lock_fd: int | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
     def open(self) -> int:
-        """Create the file if needed, migrate the schema, start the writer; the old version."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        found = migrate(conn)
+        """Create the file if needed, migrate the schema, start the writer; the old version.
+
+        Raises StorageError (DatabaseInUse, SchemaTooNew, or the OS's or SQLite's reason).
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.exclusive:
+                self._take_lock()
+            conn = self._connect()
+            try:
+                found = migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except (OSError, sqlite3.Error) as exc:
+            self._release_lock()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StorageError(f"cannot open the database {self.path}: {reason}") from exc
+        except StorageError:
+            self._release_lock()
+            raise
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="storage-writer", daemon=True
         )
@@ -82,6 +107,31 @@ class Database:
         for conn in self._readers:
             conn.close()
         self._readers.clear()
+        self._release_lock()
+
+    def _take_lock(self) -> None:
+        if fcntl is None:  # no advisory locks on this platform: nothing to guard with
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DatabaseInUse(
+                f"the database {self.path} is in use by another marketsrv"
+                + (f" (pid {owner})" if owner.isdigit() else "")
+                + "; stop it, or give this one its own --database"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from storage.errors import SchemaTooNew
+
 MIGRATIONS: list[str] = [
     # 1: accounts, the cash ledger, orders, fills, holdings, and the outbox.
     """
@@ -107,10 +109,6 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer marketsrv than this one."""
 
 
 def migrate(conn: sqlite3.Connection) -> int:

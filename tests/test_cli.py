@@ -126,3 +126,129 @@ def test_users_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ).fetchall()
     conn.close()
     assert rows == [("ann", 250050), ("bob", 250050)]
+
+
+async def run_cli(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
+    """`python -m marketsrv ARGV` to its end (under a time limit): (exit status, its output)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.builders import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [sys.executable, "-m", "marketsrv", *argv],
+            cwd=cwd or REPO,
+            env=env,
+            capture_stdout=True,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    return done.returncode, done.stdout.decode()
+
+
+async def test_a_busy_port_is_one_clear_line_and_status_2(tmp_path: Path) -> None:
+    db = str(tmp_path / "first.db")
+    async with server_process("--database", db) as (_, url):
+        port = url.rsplit(":", 1)[1]
+        code, out = await run_cli("--port", port, "--database", str(tmp_path / "second.db"))
+    assert code == 2
+    assert out.strip().splitlines() == [out.strip()], out  # one line: no traceback, no banner
+    assert f"port {port}" in out and "--port 0" in out
+
+
+async def test_a_database_in_use_is_one_clear_line_and_status_2(tmp_path: Path) -> None:
+    db = str(tmp_path / "shared.db")
+    async with server_process("--database", db):
+        code, out = await run_cli("--port", "0", "--database", db)
+    assert code == 2
+    assert out.strip().splitlines() == [out.strip()], out
+    assert "in use by another marketsrv" in out and "demo user" not in out
+
+
+async def test_a_database_too_new_or_unreadable_is_one_clear_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    not_sqlite = tmp_path / "junk.db"
+    not_sqlite.write_bytes(b"this is not a database file at all" * 100)
+    for path in (newer, not_sqlite, tmp_path / "missing-dir-is-a-file" / "x.db"):
+        if path.parent.name == "missing-dir-is-a-file":
+            path.parent.write_text("a file where the folder should be")
+        code, out = await run_cli("--get", "/api/health/", "--database", str(path))
+        assert code == 2, out
+        assert out.strip().splitlines() == [out.strip()], out
+        assert out.startswith("marketsrv: ") and "Traceback" not in out
+
+
+async def test_logging_is_set_up_before_the_books_are_reloaded(tmp_path: Path) -> None:
+    db = str(tmp_path / "reload.db")
+    async with server_process("--database", db, "--demo-user", "on") as (proc, url):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            login = await http.post(
+                "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
+            )
+            headers = {"Authorization": f"Bearer {login.json()['token']}"}
+            book = (await http.get("/api/stocks/SCOM/orderbook/?depth=1")).json()
+            body = {
+                "symbol": "SCOM",
+                "side": "buy",
+                "quantity": 1,
+                "price": book["bids"][0]["price"],
+            }
+            placed = await http.post("/api/trading/orders/", json=body, headers=headers)
+            assert placed.json()["status"] in ("pending", "partially_filled", "executed")
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            await proc.wait()
+    if placed.json()["status"] == "executed":
+        pytest.skip("the simulated flow filled the order before the restart")
+    code, out = await run_cli("--get", "/api/health/", "--database", db)
+    assert code == 0 and "1 open orders back in the books" in out, out
+
+
+async def test_the_access_log_has_one_line_a_request() -> None:
+    async with server_process("--access-log", "--no-simulate") as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(10):  # as curl does: read the answer, hang up at once
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(
+                    b"POST /api/trading/orders/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                )
+                with trio.fail_after(10):
+                    while b"}" not in await stream.receive_some():
+                        pass
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None
+        output = b""
+        with trio.fail_after(10):
+            while chunk := await proc.stdout.receive_some():
+                output += chunk
+    lines = [line for line in output.decode().splitlines() if "POST /api/trading/orders/" in line]
+    assert len(lines) == 10 and all('" 401 ' in line for line in lines), lines
+
+
+async def test_scripts_serve_runs_where_the_user_is(tmp_path: Path) -> None:
+    """Relative paths are the user's: scripts/serve must not move to the repository first."""
+    import subprocess
+
+    from tests.builders import REPO
+
+    universe = tmp_path / "mine.json"
+    universe.write_text(
+        json.dumps({"instruments": [{"symbol": "ABC", "reference_price": 10, "tick_size": 0.05}]})
+    )
+    with trio.fail_after(120):  # may install the runtime the first time
+        done = await trio.run_process(
+            [str(REPO / "scripts" / "serve"), "--get", "/api/stocks/ABC/", "--universe",
+             "mine.json", "--database", "here/x.db", "--no-simulate"],
+            cwd=tmp_path, capture_stdout=True, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout.decode()
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1])["symbol"] == "ABC"
+    assert (tmp_path / "here" / "x.db").exists()

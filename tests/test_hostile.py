@@ -5,6 +5,7 @@ Network rules as everywhere (tests/conftest.py): 127.0.0.1, port 0, a time limit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -246,7 +247,9 @@ async def test_a_right_login_is_not_counted_against_the_address(
             assert answer.headers["Cache-Control"] == "no-store"
 
 
-async def test_foreign_host_names_are_refused_on_loopback(start_server: ServerFactory) -> None:
+async def test_foreign_host_names_are_refused_on_loopback(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
     url, _ = await start_server(simulate=False)
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         evil = await http.get("/api/health/", headers={"Host": "rebind.evil.example"})
@@ -256,7 +259,9 @@ async def test_foreign_host_names_are_refused_on_loopback(start_server: ServerFa
     async with await trio.open_tcp_stream("127.0.0.1", port_of(url)) as stream:
         await stream.send_all(UPGRADE.replace(b"Host: 127.0.0.1", b"Host: rebind.evil.example"))
         assert (await read_until_closed(stream)).startswith(b"HTTP/1.1 403")
-    url, _ = await start_server(simulate=False, allowed_hosts="*")
+    url, _ = await start_server(
+        simulate=False, allowed_hosts="*", database=str(tmp_path / "second.db")
+    )
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         anyhost = await http.get("/api/health/", headers={"Host": "rebind.evil.example"})
         assert anyhost.status_code == 200

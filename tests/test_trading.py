@@ -23,7 +23,7 @@ from marketsrv.runtime import Runtime
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
 from marketsrv.trading import Trading
-from tests.builders import FakeClock, check_invariants, simulated_market
+from tests.builders import FakeClock, check_invariants, make_instrument, simulated_market
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -547,3 +547,27 @@ async def test_a_failed_maker_settlement_suspends_on_the_trio_thread(
             await trio.sleep(0)  # the trio thread runs what the writer handed over
     assert suspended_on == [threading.get_ident()]
     assert orders.suspended
+
+
+async def test_orders_of_symbols_no_longer_listed_say_so_at_restart(
+    env: Env, tmp_path: Path
+) -> None:
+    token = await env.user("rita", cash=100000)
+    bid = env.market.books["KCB"].best_bid()
+    assert bid is not None
+    price = env.market.instruments["KCB"].price(bid - 5)
+    body = {"symbol": "KCB", "side": "buy", "price": price, "quantity": 10}
+    order = await env.call("POST", "/api/trading/orders/", token, body, 201)
+    env.trading.close()
+    market = Market([make_instrument("SCOM", "28.00")], clock=FakeClock())
+    reopened = Trading.open(str(tmp_path / "t.db"), market, synchronous="NORMAL", group_commit=True)
+    try:
+        row = reopened.store.db.read(
+            lambda c: c.execute(
+                "SELECT status, note FROM orders WHERE id = ?", (order["id"],)
+            ).fetchone()
+        )
+        assert row["status"] == "cancelled" and "KCB is no longer listed" in row["note"]
+    finally:
+        reopened.close()
+    check_invariants(tmp_path / "t.db")

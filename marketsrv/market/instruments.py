@@ -6,6 +6,7 @@ ticks, and a tick count becomes integer cents. Nothing downstream multiplies flo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -108,17 +109,25 @@ def parse_universe(data: Any, where: str) -> list[Instrument]:
     return instruments
 
 
-def load_universe(path: str | Path | None = None) -> list[Instrument]:
-    """Read a universe file; None or "" reads the bundled Nairobi Securities Exchange list."""
+def universe_text(path: str | Path | None = None) -> tuple[str, str]:
+    """(the universe file's text, where it came from); None or "" is the bundled NSE list."""
     if not path:
         text = resources.files("marketsrv.data").joinpath("nse.json").read_text(encoding="utf-8")
-        where = "bundled nse.json"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UniverseError(f"cannot read universe file {path}: {exc.strerror}") from exc
-        where = str(path)
+        return text, "bundled nse.json"
+    try:
+        return Path(path).read_text(encoding="utf-8"), str(path)
+    except OSError as exc:
+        raise UniverseError(f"cannot read universe file {path}: {exc.strerror}") from exc
+
+
+def universe_version(path: str | Path | None = None) -> str:
+    """A short digest of the universe file: which list a server runs, for its start-up line."""
+    return hashlib.sha256(universe_text(path)[0].encode()).hexdigest()[:12]
+
+
+def load_universe(path: str | Path | None = None) -> list[Instrument]:
+    """Read a universe file; None or "" reads the bundled Nairobi Securities Exchange list."""
+    text, where = universe_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

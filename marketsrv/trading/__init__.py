@@ -31,10 +31,12 @@ class Trading:
         synchronous: str,
         group_commit: bool,
         auth: AuthLimits | None = None,
+        exclusive: bool = False,
     ) -> Trading:
         """Open (or create) the database and put open orders back in the books. Blocking: call
-        before the event loop serves, and before the simulator's first tick."""
-        db = Database(path, synchronous=synchronous, group_commit=group_commit)
+        before the event loop serves, and before the simulator's first tick. `exclusive`: a
+        server's, which no other server may share (storage.DatabaseInUse)."""
+        db = Database(path, synchronous=synchronous, group_commit=group_commit, exclusive=exclusive)
         db.open()
         store = Store(db)
         trading = cls(store, Accounts(store, limits=auth), Orders(store, market))

@@ -366,13 +366,13 @@ class Orders:
         their time order; orders accepted but never matched (IOC/FOK) are closed, releasing holds."""
         count = 0
         for row in ledger.open_orders(conn):
-            if row["time_in_force"] != "gtc" or row["symbol"] not in self.market.instruments:
-                ledger.close_order(
-                    conn,
-                    row["id"],
-                    "cancelled",
-                    "cancelled: the server restarted before it was matched",
-                )
+            if row["symbol"] not in self.market.instruments:
+                note = f"cancelled: {row['symbol']} is no longer listed on this server"
+                ledger.close_order(conn, row["id"], "cancelled", note)
+                continue
+            if row["time_in_force"] != "gtc":
+                note = "cancelled: the server restarted before it was matched"
+                ledger.close_order(conn, row["id"], "cancelled", note)
                 continue
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1

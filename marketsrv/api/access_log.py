@@ -1,0 +1,72 @@
+"""The access log (setting `access_log`), as ASGI middleware: one line per request.
+
+hypercorn 0.18's own access log writes a second line, as an aborted request, whenever a client
+hangs up while the last write of its answer is under way (as curl does), so marketsrv logs here
+instead, where the request's end is certain: when the app sent its last body part, accepted or
+refused a WebSocket, or returned without answering (`-`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+log = logging.getLogger("marketsrv.access")
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int | str] = ["-"]
+        size = [0]
+        logged = [False]
+
+        def line() -> None:
+            if logged[0]:
+                return
+            logged[0] = True
+            client = scope.get("client") or ("-", 0)
+            headers = dict(scope.get("headers") or ())
+            agent = headers.get(b"user-agent", b"-").decode("latin-1")
+            method = scope.get("method", "GET")
+            path = scope.get("raw_path") or scope["path"].encode()
+            query = (
+                f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
+            )
+            log.info(
+                '%s:%s "%s %s%s HTTP/%s" %s %s %.1fms "%s"',
+                client[0], client[1], method, path.decode("latin-1"), query,
+                scope.get("http_version", "1.1"), status[0], size[0],
+                (time.perf_counter() - started) * 1000, agent,
+            )  # fmt: skip
+
+        async def logging_send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                status[0] = message["status"]
+            elif kind == "http.response.body":
+                size[0] += len(message.get("body", b""))
+            await send(message)
+            if kind == "http.response.body" and not message.get("more_body", False):
+                line()
+            elif kind == "websocket.accept":
+                status[0] = 101
+                line()
+            elif kind == "websocket.close" and status[0] == "-":
+                status[0] = 403  # refused before the handshake: hypercorn answers 403
+                line()
+
+        try:
+            await self.app(scope, receive, logging_send)
+        finally:
+            line()
