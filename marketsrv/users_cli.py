@@ -18,6 +18,7 @@ from marketsrv.errors import ClientError
 from marketsrv.settings import SettingsError, load
 from marketsrv.trading import accounts, wallet
 from marketsrv.trading.money import parse_cents
+from marketsrv.units import wall_clock_ms
 from storage import Database, StorageError
 
 DEMO_USERNAME = "demo"
@@ -37,9 +38,10 @@ def create_user(db: Database, username: str, password: str, deposit_cents: int) 
     def work(conn: sqlite3.Connection) -> bool:
         if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
             return False
-        user = accounts.insert_user(conn, username, password_hash)
+        now = wall_clock_ms()
+        user = accounts.insert_user(conn, username, password_hash, now)
         if deposit_cents:
-            wallet.deposit(conn, user.id, deposit_cents)
+            wallet.deposit(conn, user.id, deposit_cents, now)
         return True
 
     created: bool = db.write(work)

@@ -270,17 +270,18 @@ async def test_foreign_host_names_are_refused_on_loopback(
 async def test_tokens_expire_and_the_cache_stays_bounded(
     start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marketsrv.trading import accounts
+    from marketsrv.trading.accounts import AuthLimits
 
     url, runtime = await start_server(simulate=False, token_ttl_hours=1)
-    runtime.trading().accounts.limits = accounts.AuthLimits(token_ttl_s=3600, max_cached_tokens=2)
+    accounts = runtime.trading().accounts
+    accounts.limits = AuthLimits(token_ttl_s=3600, max_cached_tokens=2)
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         users = [await _user(http, f"holder{n}") for n in range(3)]
         assert len(runtime.trading().accounts._tokens) <= 2
         for headers in users:  # evicted or not, every token still works
             assert (await http.get("/api/accounts/me/", headers=headers)).status_code == 200
-        later = accounts.now_ms() + 3601 * 1000
-        monkeypatch.setattr(accounts, "now_ms", lambda: later)
+        later = accounts.clock() + 3601 * 1000
+        monkeypatch.setattr(accounts, "clock", lambda: later)
         for headers in users:
             assert (await http.get("/api/accounts/me/", headers=headers)).status_code == 401
 

@@ -431,8 +431,25 @@ async def test_a_write_cut_by_the_socket_closing_is_no_error(
             raise trio.BusyResourceError("another task is currently sending data")
 
     conn = Connection(HungUp(), book_snapshot=hub.book_snapshot)
-    conn.reply(frames_module.error_frame("x", "y"))
+    conn.reply(frames_module.error_frame(0.0, "x", "y"))
     router = StreamRouter(lambda *a: None, hub, Limits(), fast_path=True)  # type: ignore[arg-type,return-value]
     async with trio.open_nursery() as nursery:
         await router._sender(conn, nursery)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_frames_are_stamped_by_the_markets_clock(
+    hub: Hub, market: tuple[Market, Simulator, FakeClock]
+) -> None:
+    _, sim, clock = market
+    client = Client(hub)
+    client.say({"type": "subscribe", "symbols": ["SCOM"], "order_book": True})
+    client.say({"type": "ping", "timestamp": 1})
+    client.say({"type": "nonsense"})
+    sim.step()
+    hub.publish()
+    out = await client.flush()
+    assert {"subscription_confirmed", "pong", "error", "market_data", "order_book"} <= set(
+        types(out)
+    )
+    assert {f["ts"] for f in out} == {clock.now / 1000}

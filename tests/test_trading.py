@@ -316,15 +316,16 @@ async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> 
     db.open()
 
     def setup(conn: sqlite3.Connection) -> None:
-        buyer, seller = insert_user(conn, "buyer", "x"), insert_user(conn, "seller", "x")
-        wallet.deposit(conn, buyer.id, 100_000_00)
+        now = 1_700_000_000_000
+        buyer, seller = insert_user(conn, "buyer", "x", now), insert_user(conn, "seller", "x", now)
+        wallet.deposit(conn, buyer.id, 100_000_00, now)
         conn.execute(
             "INSERT INTO holdings (user_id, symbol, quantity, cost_cents) VALUES (?, 'SCOM', 500, 1400000)",
             (seller.id,),
         )
         for user, side, price in ((seller, "sell", 2850), (buyer, "buy", 2860)):
             ledger.accept(conn, ledger.NewOrder(
-                user.id, "SCOM", side, "limit", "gtc", 300, price, price // 5, price, None, side,
+                user.id, "SCOM", side, "limit", "gtc", 300, price, price // 5, price, None, side, now,
             ))  # fmt: skip
 
     db.write(setup)
@@ -571,3 +572,20 @@ async def test_orders_of_symbols_no_longer_listed_say_so_at_restart(
     finally:
         reopened.close()
     check_invariants(tmp_path / "t.db")
+
+
+async def test_trading_timestamps_follow_the_markets_clock(env: Env) -> None:
+    """One clock: the FakeClock that drives the market stamps orders, fills and the ledger."""
+    from marketsrv.units import iso_ms
+
+    token = await env.user("sam", cash=100_000)
+    now = env.market.clock()
+    assert now < 1_800_000_000_000  # the builders' fake clock, not today's date
+    order = await env.call("POST", "/api/trading/orders/", token,
+                           {"symbol": "SCOM", "side": "buy", "quantity": 10, "order_type": "market"}, 201)  # fmt: skip
+    assert order["created_at"] == iso_ms(now) and order["updated_at"] == iso_ms(now)
+    assert order["fills"] and all(f["created_at"] == iso_ms(now) for f in order["fills"])
+    ledger_times = await env.trading.store.read(
+        lambda c: {r[0] for r in c.execute("SELECT created_at FROM ledger")}
+    )
+    assert ledger_times == {now}

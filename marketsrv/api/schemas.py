@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from marketsrv.units import MAX_DEPTH
+
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
-MAX_DEPTH = 50
 
 
 class _Query(BaseModel):

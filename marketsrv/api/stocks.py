@@ -6,7 +6,6 @@ Every answer is computed from the live market at the moment of the request; ther
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from quart import Blueprint, request
@@ -35,17 +34,12 @@ from marketsrv.api.schemas import (
     TrendingQuery,
 )
 from marketsrv.market import Instrument, Market
-from marketsrv.market.stats import MINUTE_MS
 from marketsrv.runtime import current_runtime
+from marketsrv.units import MINUTE_MS, iso_ms
 
 blueprint = Blueprint("stocks", __name__, url_prefix="/api")
 
 _INTERVAL_MS = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": 60 * MINUTE_MS}
-
-
-def iso_ms(timestamp_ms: int) -> str:
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def stock_view(market: Market, symbol: str) -> Stock:

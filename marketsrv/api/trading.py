@@ -24,6 +24,7 @@ from marketsrv.api.trading_schemas import (
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import portfolio, wallet
 from marketsrv.trading.orders import order_json
+from marketsrv.units import iso_ms
 
 blueprint = Blueprint("trading", __name__, url_prefix="/api/trading")
 PAGE_SIZE = 20
@@ -109,12 +110,13 @@ async def withdraw() -> dict[str, Any]:
 
 
 async def move_cash(
-    move: Callable[[sqlite3.Connection, int, int], wallet.Wallet],
+    move: Callable[[sqlite3.Connection, int, int, int], wallet.Wallet],
 ) -> dict[str, Any]:
     """A deposit or a withdrawal of the body's `amount`, answered with the wallet after it."""
     cents = wallet.amount_cents((await json_body()).get("amount"))
-    uid = user_id()
-    found = await current_runtime().trading().store.write(lambda c: move(c, uid, cents))
+    uid, rt = user_id(), current_runtime()
+    now = rt.market.clock()
+    found = await rt.trading().store.write(lambda c: move(c, uid, cents, now))
     return found.as_json()
 
 
@@ -236,18 +238,12 @@ async def fills() -> dict[str, Any]:
              "price": r["price_cents"] / 100, "quantity": r["quantity"],
              "amount": r["price_cents"] * r["quantity"] / 100,
              "realized_pnl": r["realized_pnl_cents"] / 100, "trade_id": r["trade_id"],
-             "created_at": ledger_iso(r["created_at"])}
+             "created_at": iso_ms(r["created_at"])}
             for r in rows
         ], total  # fmt: skip
 
     rows, total = await current_runtime().trading().store.read(work)
     return page_of(rows, total, page, size)
-
-
-def ledger_iso(ms: int) -> str:
-    from marketsrv.api.stocks import iso_ms
-
-    return iso_ms(ms)
 
 
 # -- holdings and portfolio --------------------------------------------------------------------
@@ -270,9 +266,11 @@ async def portfolio_summary() -> dict[str, Any]:
 async def portfolio_metrics() -> dict[str, Any]:
     rt, uid = current_runtime(), user_id()
 
+    now = rt.market.clock()
+
     def work(c: sqlite3.Connection) -> dict[str, Any]:
         recent, _ = _orders_query(c, uid, None, None, 10, 0)
-        return portfolio.metrics(c, uid, recent)
+        return portfolio.metrics(c, uid, recent, now)
 
     return await rt.trading().store.read(work)
 

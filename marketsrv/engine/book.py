@@ -12,7 +12,6 @@ so `take_changes()` can hand the fan-out a diff without scanning the book.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -25,6 +24,7 @@ from marketsrv.engine.types import (
     Side,
     TimeInForce,
 )
+from marketsrv.units import wall_clock_ms
 
 # Module-level aliases: the hot path compares with `is` against locals/globals, not enum lookups.
 _BUY, _SELL = Side.BUY, Side.SELL
@@ -34,10 +34,6 @@ _GTC, _IOC, _FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 # lazy deletion stays amortised O(1) and a level's memory stays within a small multiple of its
 # live orders.
 _COMPACT_MIN = 16
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class OrderBook:
@@ -50,7 +46,7 @@ class OrderBook:
     availability check therefore ignores that owner's own resting liquidity.
     """
 
-    def __init__(self, symbol: str, clock: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(self, symbol: str, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.symbol = symbol
         self.seq = 0
         self._clock = clock

@@ -8,7 +8,6 @@ synchronous code driven from the trio thread; it does no I/O.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
@@ -16,10 +15,7 @@ from typing import Literal, NamedTuple
 from marketsrv.engine import OrderBook, OrderResult, Side, TimeInForce
 from marketsrv.market.instruments import Instrument
 from marketsrv.market.stats import SessionStats
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+from marketsrv.units import wall_clock_ms
 
 
 class TradeRecord(NamedTuple):

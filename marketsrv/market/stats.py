@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-MINUTE_MS = 60_000
+from marketsrv.units import MINUTE_MS
 
 
 @dataclass(slots=True)

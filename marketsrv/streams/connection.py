@@ -15,9 +15,9 @@ from typing import Literal
 
 import trio
 
-from marketsrv.streams import frames
 from marketsrv.streams.frames import Frame
 from marketsrv.streams.transport import Transport
+from marketsrv.units import DEFAULT_DEPTH
 
 BookMode = Literal["snapshot", "diff"]
 MAX_PENDING_DIFFS = 20  # two seconds of diffs at the default interval, then a fresh snapshot
@@ -46,7 +46,7 @@ class Connection:
         self.market_data = market_data  # False on /ws/orderbook/<symbol>/: books only
         self.symbols: set[str] = set()
         self.order_book = not market_data
-        self.depth = frames.DEFAULT_DEPTH
+        self.depth = DEFAULT_DEPTH
         self.book_mode: BookMode = "snapshot"
         self.trades = False
         self.trades_after: dict[str, int] = {}  # per symbol: the last trade before it subscribed

@@ -63,10 +63,18 @@ class StreamRouter:
         transport = transport_for(send, self.fast_path)
         conn = Connection(transport, market_data=symbol is None, book_snapshot=hub.book_snapshot)
         if hub.full():
-            conn.reply(error_frame("too_many_connections", "the server is at its connection limit"))
+            conn.reply(
+                error_frame(
+                    hub.now_s(), "too_many_connections", "the server is at its connection limit"
+                )
+            )
             conn.close(CLOSE_TRY_AGAIN, "server at its connection limit; try again later")
         elif symbol is not None and symbol not in hub.market.instruments:
-            conn.reply(error_frame("unknown_symbol", f"unknown symbol '{symbol}'", symbol=symbol))
+            conn.reply(
+                error_frame(
+                    hub.now_s(), "unknown_symbol", f"unknown symbol '{symbol}'", symbol=symbol
+                )
+            )
             conn.close(CLOSE_UNKNOWN_SYMBOL, "unknown symbol")
         else:
             hub.register(conn)

@@ -8,7 +8,6 @@ builds a symbol's update once per interval and every subscriber's write just joi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -17,9 +16,6 @@ from marketsrv.engine import BookDiff
 from marketsrv.market import Instrument, Market
 from marketsrv.market.state import TradeRecord
 from marketsrv.market.stats import Candle
-
-DEFAULT_DEPTH = 10
-MAX_DEPTH = 50
 
 
 class Frame:
@@ -57,13 +53,13 @@ def ws_text_header(length: int) -> bytes:
     return bytes((0x81, 127)) + length.to_bytes(8, "big")
 
 
-def frame(type: str, data: Any, ts: float | None = None) -> Frame:
+def frame(type: str, data: Any, ts: float) -> Frame:
     seq = data.get("seq") if type.startswith("order_book") else None
-    return Frame(type, orjson.dumps(data), time.time() if ts is None else ts, seq)
+    return Frame(type, orjson.dumps(data), ts, seq)
 
 
-def error_frame(code: str, message: str, **extra: Any) -> Frame:
-    return frame("error", {"code": code, "message": message, **extra})
+def error_frame(ts: float, code: str, message: str, **extra: Any) -> Frame:
+    return frame("error", {"code": code, "message": message, **extra}, ts)
 
 
 def market_data(market: Market, symbol: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ cannot delay the others, the simulator or the REST API.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +67,10 @@ class Hub:
         self.slow_closed = 0
         self.dead_dropped = 0
 
+    def now_s(self) -> float:
+        """Frames' `ts`: seconds by the market's clock (the one clock of the server)."""
+        return self.market.clock() / 1000
+
     # -- registry ----------------------------------------------------------------------------
 
     def full(self) -> bool:
@@ -104,13 +107,13 @@ class Hub:
     # -- snapshots on request ------------------------------------------------------------------
 
     def book_snapshot(self, symbol: str, depth: int | None) -> Frame:
-        return frame("order_book", frames.order_book(self.market, symbol, depth))
+        return frame("order_book", frames.order_book(self.market, symbol, depth), self.now_s())
 
     def send_snapshots(
         self, conn: Connection, symbols: Iterable[str], order_book: bool = False
     ) -> None:
         """The current state of `symbols`, queued behind the replies already waiting."""
-        ts = time.time()
+        ts = self.now_s()
         for symbol in symbols:
             if conn.market_data:
                 conn.offer_market(
@@ -133,7 +136,7 @@ class Hub:
     def publish(self) -> None:
         """Offer every subscriber the symbols that changed since the last call, then wake them."""
         market = self.market
-        ts = time.time()
+        ts = self.now_s()
         for symbol, subscribers in self.subscribers.items():
             if not subscribers:
                 continue

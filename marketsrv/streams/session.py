@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import trio
 
-from marketsrv.streams import frames
 from marketsrv.streams.connection import CLOSE_POLICY, Connection
 from marketsrv.streams.frames import error_frame, frame
+from marketsrv.units import MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Session:
                 conn.close(CLOSE_POLICY, "too many messages: over the rate limit for too long")
             elif self.strikes == 1 or self.strikes % 10 == 0:
                 conn.reply(error_frame(
+                    self.hub.now_s(),
                     "rate_limited",
                     f"over {self.limits.max_messages_per_s:g} messages a second; "
                     "messages are being dropped",
@@ -82,7 +83,7 @@ class Session:
         try:
             self._dispatch(self._parse(text, data))
         except BadRequest as exc:
-            conn.reply(error_frame(exc.code, exc.message, **exc.extra))
+            conn.reply(error_frame(self.hub.now_s(), exc.code, exc.message, **exc.extra))
 
     def _parse(self, text: str | None, data: bytes | None) -> dict[str, Any]:
         if text is None:
@@ -103,7 +104,7 @@ class Session:
             self.conn.reply(frame("pong", {
                 "timestamp": message.get("timestamp"),
                 "server_time": self.hub.market.clock(),
-            }))  # fmt: skip
+            }, self.hub.now_s()))  # fmt: skip
         elif kind == "snapshot":
             self._snapshot(message)
         elif kind == "subscribe" and self.symbol is None:
@@ -155,6 +156,7 @@ class Session:
         self._confirm()
         if unknown:
             conn.reply(error_frame(
+                hub.now_s(),
                 "unknown_symbols", "these symbols are not listed: " + ", ".join(unknown),
                 symbols=unknown,
             ))  # fmt: skip
@@ -175,6 +177,7 @@ class Session:
         unknown = [s for s in symbols if s not in hub.market.instruments]
         if unknown:
             conn.reply(error_frame(
+                hub.now_s(),
                 "unknown_symbols", "these symbols are not listed: " + ", ".join(unknown),
                 symbols=unknown,
             ))  # fmt: skip
@@ -195,7 +198,8 @@ class Session:
         return list(dict.fromkeys(s.strip().upper() for s in raw))
 
     def _confirm(self) -> None:
-        self.conn.reply(frame("subscription_confirmed", {"symbols": sorted(self.conn.symbols)}))
+        symbols = sorted(self.conn.symbols)
+        self.conn.reply(frame("subscription_confirmed", {"symbols": symbols}, self.hub.now_s()))
 
 
 def _flag(message: dict[str, Any], name: str) -> bool:
@@ -212,4 +216,4 @@ def _depth(message: dict[str, Any]) -> int:
         value = int(value)  # JSON has one number type: 20.0 is 20
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest("invalid_depth", "depth must be an integer from 1 to 50", field="depth")
-    return max(1, min(frames.MAX_DEPTH, value))
+    return max(1, min(MAX_DEPTH, value))

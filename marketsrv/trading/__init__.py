@@ -39,7 +39,9 @@ class Trading:
         db = Database(path, synchronous=synchronous, group_commit=group_commit, exclusive=exclusive)
         db.open()
         store = Store(db)
-        trading = cls(store, Accounts(store, limits=auth), Orders(store, market))
+        # One clock for every timestamp: the market's (tests drive it by hand).
+        accounts = Accounts(store, limits=auth, clock=market.clock)
+        trading = cls(store, accounts, Orders(store, market))
         reloaded = db.write(trading.orders.reload)
         if reloaded:
             log.info("%d open orders back in the books", reloaded)

@@ -13,7 +13,6 @@ import hashlib
 import re
 import secrets
 import sqlite3
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from marketsrv.trading.errors import TradingError
 from marketsrv.trading.store import Store
 from marketsrv.trading.throttle import Throttle, enforce, refund_all
+from marketsrv.units import Clock, wall_clock_ms
 
 USERNAME = re.compile(r"[A-Za-z0-9_.@+-]{3,64}")  # fullmatch: "$" would let "demo\n" in
 MIN_PASSWORD = 6
@@ -36,10 +36,6 @@ class User:
     id: int
     username: str
     created_at: int  # ms since the epoch
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def token_digest(token: str) -> bytes:
@@ -60,8 +56,8 @@ def check_credentials(username: object, password: object) -> tuple[str, str]:
     return username, password
 
 
-def insert_user(conn: sqlite3.Connection, username: str, password_hash: str) -> User:
-    created = now_ms()
+def insert_user(conn: sqlite3.Connection, username: str, password_hash: str, now: int) -> User:
+    created = now
     try:
         cur = conn.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
@@ -74,11 +70,11 @@ def insert_user(conn: sqlite3.Connection, username: str, password_hash: str) -> 
     return User(user_id, username, created)
 
 
-def insert_token(conn: sqlite3.Connection, user: User) -> str:
+def insert_token(conn: sqlite3.Connection, user: User, now: int) -> str:
     token = secrets.token_urlsafe(32)
     conn.execute(
         "INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?, ?, ?)",
-        (token_digest(token), user.id, now_ms()),
+        (token_digest(token), user.id, now),
     )
     return token
 
@@ -101,21 +97,24 @@ class Accounts:
         store: Store,
         hasher: PasswordHasher | None = None,
         limits: AuthLimits | None = None,
-        clock: Callable[[], float] = trio.current_time,
+        clock: Clock = wall_clock_ms,
+        timer: Callable[[], float] = trio.current_time,
     ) -> None:
         self.store = store
+        self.clock = clock  # timestamps (tokens, users) and token expiry
+        clock_s = timer  # the throttles' windows: durations, not dates
         self.hasher = hasher or PasswordHasher()
         self.limits = limits = limits or AuthLimits()
         # Bounded, so forty parallel wrong logins take 2 x 64 MiB, not 40 x 64 MiB.
         self._hashing = trio.CapacityLimiter(limits.hash_concurrency)
         self._by_address = Throttle(
-            limits.login_failures_per_address, 60, clock, what="failed logins from this address"
+            limits.login_failures_per_address, 60, clock_s, what="failed logins from this address"
         )
         self._by_account = Throttle(
-            limits.login_failures_per_account, 300, clock, what="failed logins for this account"
+            limits.login_failures_per_account, 300, clock_s, what="failed logins for this account"
         )
         self._registrations = Throttle(
-            limits.registrations_per_address, 600, clock, what="registrations from this address"
+            limits.registrations_per_address, 600, clock_s, what="registrations from this address"
         )
         # digest -> (user, expiry in ms); least recently used first.
         self._tokens: OrderedDict[bytes, tuple[User, int]] = OrderedDict()
@@ -149,12 +148,14 @@ class Accounts:
         enforce([(self._registrations, client)])
         password_hash = await self._hash(secret)
 
+        now = self.clock()
+
         def work(conn: sqlite3.Connection) -> tuple[User, str]:
-            user = insert_user(conn, name, password_hash)
-            return user, insert_token(conn, user)
+            user = insert_user(conn, name, password_hash, now)
+            return user, insert_token(conn, user, now)
 
         user, token = await self.store.write(work)
-        self._remember(token_digest(token), user, now_ms())
+        self._remember(token_digest(token), user, now)
         return user, token
 
     async def login(self, username: object, password: object, client: str = "") -> tuple[User, str]:
@@ -182,8 +183,9 @@ class Accounts:
             )
         refund_all(charges)
         user = found[0]
-        token = await self.store.write(lambda conn: insert_token(conn, user))
-        self._remember(token_digest(token), user, now_ms())
+        now = self.clock()
+        token = await self.store.write(lambda conn: insert_token(conn, user, now))
+        self._remember(token_digest(token), user, now)
         return user, token
 
     async def _dummy_hash(self) -> str:
@@ -201,7 +203,7 @@ class Accounts:
         await self.store.write(
             lambda conn: conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-                (now_ms(), digest),
+                (self.clock(), digest),
             )
         )
         # A request that read the token while the revocation was queued may have cached it.
@@ -212,12 +214,12 @@ class Accounts:
         digest = token_digest(token)
         cached = self._tokens.get(digest)
         if cached is not None:
-            if cached[1] > now_ms():
+            if cached[1] > self.clock():
                 self._tokens.move_to_end(digest)
                 return cached[0]
             del self._tokens[digest]
             return None
-        oldest = now_ms() - int(self.limits.token_ttl_s * 1000)
+        oldest = self.clock() - int(self.limits.token_ttl_s * 1000)
 
         def find(conn: sqlite3.Connection) -> tuple[User, int] | None:
             row = conn.execute(

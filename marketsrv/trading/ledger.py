@@ -16,7 +16,6 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from marketsrv.trading.accounts import now_ms
 from marketsrv.trading.errors import TradingError
 from marketsrv.trading.wallet import get_wallet, outbox, post_ledger
 
@@ -36,6 +35,7 @@ class NewOrder:
     hold_price_cents: int  # what one share holds for a buy: the limit, or the collar
     client_order_id: str | None
     request_hash: str
+    created_ms: int  # when it was accepted, by the market's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,7 @@ class Fill:
     price_cents: int
     quantity: int
     trade_id: int
+    created_ms: int  # the trade's time
 
 
 def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
@@ -94,7 +95,7 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
             "UPDATE holdings SET held_quantity = held_quantity + ? WHERE user_id = ? AND symbol = ?",
             (o.quantity, o.user_id, o.symbol),
         )
-    now = now_ms()
+    now = o.created_ms
     cur = conn.execute(
         "INSERT INTO orders (user_id, client_order_id, request_hash, symbol, side, order_type,"
         " time_in_force, price_cents, price_ticks, quantity, held_cents, held_shares, status,"
@@ -111,13 +112,14 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
         "order",
         o.user_id,
         {"id": order_id, "status": "pending"},
+        now,
     )
     return row, True
 
 
 def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
     """Cash, shares, hold release and realized P&L of one fill; returns the P&L in cents."""
-    now = now_ms()
+    now = f.created_ms
     order = order_row(conn, f.order_id)
     notional = f.price_cents * f.quantity
     pnl = 0
@@ -162,7 +164,7 @@ def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
     )
     fill_id = int(cur.lastrowid or 0)
     kind, cash = ("buy_fill", -notional) if f.side == "buy" else ("sell_fill", notional)
-    post_ledger(conn, f.user_id, kind, cash, f.order_id, fill_id)
+    post_ledger(conn, f.user_id, kind, cash, now, f.order_id, fill_id)
     filled = order["filled_quantity"] + f.quantity
     status = "executed" if filled == order["quantity"] else "partially_filled"
     conn.execute(
@@ -173,11 +175,13 @@ def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
     outbox(conn, f"fill:{fill_id}", "fill", f.user_id, {
         "order_id": f.order_id, "symbol": f.symbol, "side": f.side, "quantity": f.quantity,
         "price_cents": f.price_cents, "realized_pnl_cents": pnl,
-    })  # fmt: skip
+    }, now)  # fmt: skip
     return pnl
 
 
-def close_order(conn: sqlite3.Connection, order_id: int, status: str, note: str) -> sqlite3.Row:
+def close_order(
+    conn: sqlite3.Connection, order_id: int, status: str, note: str, now: int
+) -> sqlite3.Row:
     """End an order (cancelled, failed, or the unfilled rest of an IOC): release what it holds."""
     order = order_row(conn, order_id)
     if order["held_cents"]:
@@ -195,10 +199,10 @@ def close_order(conn: sqlite3.Connection, order_id: int, status: str, note: str)
     conn.execute(
         "UPDATE orders SET held_cents = 0, held_shares = 0, status = ?, note = ?, updated_at = ?"
         " WHERE id = ?",
-        (status, note, now_ms(), order_id),
+        (status, note, now, order_id),
     )
     outbox(conn, f"order:{order_id}:{status}", "order", order["user_id"],
-           {"id": order_id, "status": status})  # fmt: skip
+           {"id": order_id, "status": status}, now)  # fmt: skip
     return order_row(conn, order_id)
 
 

@@ -44,8 +44,3 @@ def parse_cents(raw: object, what: str = "amount") -> int:
         if cents != cents.to_integral_value():
             raise MoneyError(f"{what} can have at most 2 decimals")
         return int(cents)
-
-
-def kes(cents: int) -> float:
-    """Cents as a JSON number of KES (exact to the cent when printed)."""
-    return cents / 100

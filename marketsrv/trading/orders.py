@@ -28,6 +28,7 @@ from marketsrv.trading.errors import TradingError
 from marketsrv.trading.ledger import Fill, NewOrder
 from marketsrv.trading.money import MoneyError, parse_cents
 from marketsrv.trading.store import Store
+from marketsrv.units import iso_ms, iso_or_none
 from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
@@ -165,6 +166,7 @@ class Orders:
             user_id=user_id, symbol=symbol, side=side, order_type=order_type, time_in_force=tif,
             quantity=quantity, price_cents=cents, price_ticks=ticks, hold_price_cents=hold_cents,
             client_order_id=client_order_id, request_hash=hashlib.sha256(canonical).hexdigest(),
+            created_ms=self.market.clock(),
         )  # fmt: skip
 
     @staticmethod
@@ -235,8 +237,10 @@ class Orders:
             finally:
                 self._settling -= 1
 
+            now = self.market.clock()
+
             def settle(conn: sqlite3.Connection) -> dict[str, Any]:
-                self._settle(conn, order.symbol, result, order_id)
+                self._settle(conn, order.symbol, result, order_id, now)
                 return order_view(conn, order_id)  # same transaction: no extra read hop
 
             try:
@@ -279,10 +283,12 @@ class Orders:
         # Not in the book any more: either its last fill is queued for the database ahead of
         # this write (then the order is no longer open there either), or the two disagree after
         # a failed settlement, and closing it releases its hold.
+        now = self.market.clock()
+
         def work(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
             still_open = ledger.order_row(conn, order_id)["status"] in ledger.OPEN
             if still_open:
-                ledger.close_order(conn, order_id, "cancelled", "cancelled by the user")
+                ledger.close_order(conn, order_id, "cancelled", "cancelled by the user", now)
             return still_open, order_view(conn, order_id)
 
         closed, order = await self.store.write(work)
@@ -295,7 +301,12 @@ class Orders:
     # -- settlement ----------------------------------------------------------------------------
 
     def _settle(
-        self, conn: sqlite3.Connection, symbol: str, result: OrderResult, taker_id: int | None
+        self,
+        conn: sqlite3.Connection,
+        symbol: str,
+        result: OrderResult,
+        taker_id: int | None,
+        now: int,
     ) -> None:
         inst = self.market.instruments[symbol]
         for trade in result.trades:
@@ -303,18 +314,21 @@ class Orders:
             maker_user = user_of(trade.maker_owner)
             if maker_user is not None:
                 ledger.apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
-                                             trade.aggressor.opposite.value, price, trade.quantity, trade.trade_id))  # fmt: skip
+                                             trade.aggressor.opposite.value, price, trade.quantity,
+                                             trade.trade_id, trade.timestamp_ms))  # fmt: skip
                 ledger.release_unused(conn, -trade.maker_order_id)
             taker_user = user_of(trade.taker_owner)
             if taker_user is not None and taker_id is not None:
                 ledger.apply_fill(conn, Fill(taker_id, taker_user, symbol, trade.aggressor.value,
-                                             price, trade.quantity, trade.trade_id))  # fmt: skip
+                                             price, trade.quantity, trade.trade_id,
+                                             trade.timestamp_ms))  # fmt: skip
         for resting_id, _ in result.self_trade_cancels:
             ledger.close_order(
                 conn,
                 -resting_id,
                 "cancelled",
                 "cancelled: a newer order of yours met it (self-trade prevention)",
+                now,
             )
         if taker_id is None:
             return
@@ -331,7 +345,7 @@ class Orders:
             status, note = "failed", "no liquidity within the market order's price collar or limit"
         else:
             status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
-        ledger.close_order(conn, taker_id, status, note)
+        ledger.close_order(conn, taker_id, status, note, now)
 
     def _on_result(self, symbol: str, result: OrderResult) -> None:
         """Market listener: settle user orders that other flow traded against (simulated takers)."""
@@ -352,7 +366,8 @@ class Orders:
                     token.run_sync_soon(self._suspend, error)
 
         try:
-            self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None), done)
+            now = self.market.clock()
+            self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None, now), done)
         except StorageClosed:
             log.error("fills of resting user orders arrived after the database closed")
 
@@ -364,15 +379,15 @@ class Orders:
     def reload(self, conn: sqlite3.Connection) -> int:
         """At start-up, before the simulator runs: put open GTC orders back in the (empty) books in
         their time order; orders accepted but never matched (IOC/FOK) are closed, releasing holds."""
-        count = 0
+        count, now = 0, self.market.clock()
         for row in ledger.open_orders(conn):
             if row["symbol"] not in self.market.instruments:
                 note = f"cancelled: {row['symbol']} is no longer listed on this server"
-                ledger.close_order(conn, row["id"], "cancelled", note)
+                ledger.close_order(conn, row["id"], "cancelled", note, now)
                 continue
             if row["time_in_force"] != "gtc":
                 note = "cancelled: the server restarted before it was matched"
-                ledger.close_order(conn, row["id"], "cancelled", note)
+                ledger.close_order(conn, row["id"], "cancelled", note, now)
                 continue
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
@@ -386,15 +401,9 @@ class Orders:
             if result.trades or result.self_trade_cancels:
                 # Two open orders that crossed: their match happened before the crash but its
                 # settlement never committed. Settle it now, in this same transaction.
-                self._settle(conn, row["symbol"], result, row["id"])
+                self._settle(conn, row["symbol"], result, row["id"], now)
             count += 1
         return count
-
-
-def iso(ms: int | None) -> str | None:
-    from marketsrv.api.stocks import iso_ms
-
-    return None if ms is None else iso_ms(ms)
 
 
 def order_view(
@@ -431,12 +440,12 @@ def order_json(row: sqlite3.Row, fills: list[sqlite3.Row]) -> dict[str, Any]:
         "average_price": average, "amount": round((price or 0.0) * row["quantity"], 2),
         "status": row["status"], "note": row["note"] or _NOTES.get(row["status"], ""),
         "profit_loss": pnl / 100,
-        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
-        "executed_at": iso(fills[-1]["created_at"]) if fills else None,
+        "created_at": iso_or_none(row["created_at"]), "updated_at": iso_or_none(row["updated_at"]),
+        "executed_at": iso_ms(fills[-1]["created_at"]) if fills else None,
         "fills": [
             {"id": f["id"], "price": f["price_cents"] / 100, "quantity": f["quantity"],
              "realized_pnl": f["realized_pnl_cents"] / 100, "trade_id": f["trade_id"],
-             "created_at": iso(f["created_at"])}
+             "created_at": iso_ms(f["created_at"])}
             for f in fills
         ],
     }  # fmt: skip

@@ -6,11 +6,10 @@ Read-only SQL plus the market's current prices; every figure in cents until rend
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import Any
 
 from marketsrv.market import Market
-from marketsrv.trading.money import kes
+from marketsrv.units import kes
 
 DAY_MS = 86_400_000
 
@@ -50,7 +49,7 @@ def summary(conn: sqlite3.Connection, market: Market, user_id: int) -> dict[str,
     items = holdings(conn, market, user_id)
     value_cents = sum(round(h["market_value"] * 100) for h in items)
     unrealized_cents = sum(round(h["unrealized_pnl"] * 100) for h in items)
-    since = int(time.time() * 1000) - DAY_MS
+    since = market.clock() - DAY_MS
     today_realized = conn.execute(
         "SELECT coalesce(sum(realized_pnl_cents), 0) FROM fills WHERE user_id = ? AND created_at >= ?",
         (user_id, since),
@@ -78,7 +77,9 @@ def _period(conn: sqlite3.Connection, user_id: int, since: int) -> dict[str, Any
     return {"pnl": kes(pnl), "trades": trades}
 
 
-def metrics(conn: sqlite3.Connection, user_id: int, recent: list[dict[str, Any]]) -> dict[str, Any]:
+def metrics(
+    conn: sqlite3.Connection, user_id: int, recent: list[dict[str, Any]], now: int
+) -> dict[str, Any]:
     balance = conn.execute(
         "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()[0]
@@ -96,7 +97,6 @@ def metrics(conn: sqlite3.Connection, user_id: int, recent: list[dict[str, Any]]
     all_fills = conn.execute("SELECT count(*) FROM fills WHERE user_id = ?", (user_id,)).fetchone()[
         0
     ]
-    now = int(time.time() * 1000)
     return {
         "account_summary": {
             "cash_balance": kes(balance),

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from marketsrv.trading.accounts import now_ms
 from marketsrv.trading.errors import TradingError
-from marketsrv.trading.money import MAX_DEPOSIT_CENTS, MoneyError, kes, parse_cents
+from marketsrv.trading.money import MAX_DEPOSIT_CENTS, MoneyError, parse_cents
+from marketsrv.units import kes
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +36,13 @@ class Wallet:
         }
 
 
-def outbox(conn: sqlite3.Connection, key: str, topic: str, user_id: int, payload: Any) -> None:
+def outbox(
+    conn: sqlite3.Connection, key: str, topic: str, user_id: int, payload: Any, now: int
+) -> None:
     """A row for the relay to publish, written in the caller's transaction; `key` is unique."""
     conn.execute(
         "INSERT INTO outbox (key, topic, user_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-        (key, topic, user_id, orjson.dumps(payload).decode(), now_ms()),
+        (key, topic, user_id, orjson.dumps(payload).decode(), now),
     )
 
 
@@ -58,6 +60,7 @@ def post_ledger(
     user_id: int,
     kind: str,
     cents: int,
+    now: int,
     order_id: int | None = None,
     fill_id: int | None = None,
 ) -> int:
@@ -65,7 +68,7 @@ def post_ledger(
     cur = conn.execute(
         "INSERT INTO ledger (user_id, kind, amount_cents, order_id, fill_id, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (user_id, kind, cents, order_id, fill_id, now_ms()),
+        (user_id, kind, cents, order_id, fill_id, now),
     )
     conn.execute(
         "UPDATE wallets SET balance_cents = balance_cents + ? WHERE user_id = ?", (cents, user_id)
@@ -87,17 +90,17 @@ def amount_cents(raw: object) -> int:
     return cents
 
 
-def deposit(conn: sqlite3.Connection, user_id: int, cents: int) -> Wallet:
-    ledger_id = post_ledger(conn, user_id, "deposit", cents)
+def deposit(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
+    ledger_id = post_ledger(conn, user_id, "deposit", cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json())
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json(), now)
     return wallet
 
 
-def withdraw(conn: sqlite3.Connection, user_id: int, cents: int) -> Wallet:
+def withdraw(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
     if get_wallet(conn, user_id).available_cents < cents:
         raise TradingError(400, "insufficient_funds", "Insufficient funds")
-    ledger_id = post_ledger(conn, user_id, "withdrawal", -cents)
+    ledger_id = post_ledger(conn, user_id, "withdrawal", -cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json())
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json(), now)
     return wallet
