@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import trio
 from quart import current_app
 
+from marketsrv.errors import Unavailable
 from marketsrv.market import Market, Simulator
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
-from marketsrv.trading import Trading, TradingError
+from marketsrv.trading import Trading
 
 EXTENSION_KEY = "marketsrv"
 
@@ -34,7 +35,7 @@ class Runtime:
 
     def trading(self) -> Trading:
         if self.trading_services is None:
-            raise TradingError(503, "trading_unavailable", "this server runs without accounts")
+            raise Unavailable("trading_unavailable", "this server runs without accounts")
         return self.trading_services
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from marketsrv.errors import ClientError
+from marketsrv.errors import BadRequest, MarketsrvError
 from marketsrv.settings import SettingsError, load
 from marketsrv.trading import accounts, wallet
 from marketsrv.trading.money import parse_cents
@@ -69,8 +69,8 @@ def main(argv: Sequence[str]) -> int:
         )
         deposit = parse_cents(args.deposit, "deposit")
         if deposit < 0:
-            raise ValueError("deposit must not be negative")
-    except (SettingsError, ValueError) as exc:
+            raise BadRequest("invalid_deposit", "deposit must not be negative")
+    except (SettingsError, MarketsrvError) as exc:
         print(f"marketsrv users: {exc}", file=sys.stderr)
         return 2
     db = Database(settings.database, synchronous=settings.db_synchronous)
@@ -87,7 +87,7 @@ def main(argv: Sequence[str]) -> int:
             password = args.password or secrets.token_urlsafe(12)
             try:
                 created = create_user(db, name, password, deposit)
-            except ClientError as exc:
+            except MarketsrvError as exc:
                 print(f"{name}: {exc.message}", file=sys.stderr)
                 status = 1
                 continue

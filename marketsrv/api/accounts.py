@@ -7,8 +7,8 @@ from typing import Any
 from quart import Blueprint, request
 from quart_schema import document_request, document_response
 
-from marketsrv.api.errors import ApiError
 from marketsrv.api.trading_schemas import Credentials, Detail, TokenOut
+from marketsrv.errors import BadRequest, NotAuthenticated
 from marketsrv.runtime import current_runtime
 from marketsrv.trading.accounts import User
 
@@ -19,16 +19,16 @@ def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
-        raise ApiError(401, "not_authenticated", "Authentication credentials were not provided.")
+        raise NotAuthenticated("not_authenticated", "Authentication credentials were not provided.")
     if scheme.lower() not in ("bearer", "token") or not token.strip():
-        raise ApiError(401, "invalid_token", "Use 'Authorization: Bearer <token>'.")
+        raise NotAuthenticated("invalid_token", "Use 'Authorization: Bearer <token>'.")
     return token.strip()
 
 
 async def current_user() -> User:
     user = await current_runtime().trading().accounts.authenticate(bearer_token())
     if user is None:
-        raise ApiError(401, "invalid_token", "Invalid or revoked token.")
+        raise NotAuthenticated("invalid_token", "Invalid or revoked token.")
     return user
 
 
@@ -39,7 +39,7 @@ def user_json(user: User) -> dict[str, Any]:
 async def credentials() -> tuple[Any, Any]:
     body = await request.get_json()
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", 'send {"username": ..., "password": ...}')
+        raise BadRequest("invalid_body", 'send {"username": ..., "password": ...}')
     return body.get("username"), body.get("password")
 
 

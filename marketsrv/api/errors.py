@@ -14,7 +14,7 @@ from quart import Quart, Request, Response, jsonify
 from quart_schema.validation import QuerystringValidationError, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from marketsrv.errors import ClientError
+from marketsrv.errors import BadRequest, MarketsrvError
 
 log = logging.getLogger("marketsrv.api")
 
@@ -31,10 +31,6 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(ClientError):
-    """Raise from a handler to answer with a JSON error."""
-
-
 def json_request_class(base: type[Request]) -> type[Request]:
     """The app's request class, with JSON bodies read whatever their Content-Type says.
 
@@ -49,10 +45,10 @@ def json_request_class(base: type[Request]) -> type[Request]:
             try:
                 return await super().get_json(force=True, silent=silent, cache=cache)
             except UnicodeDecodeError:
-                raise ApiError(400, "invalid_json", "The request body is not UTF-8 text.") from None
+                raise BadRequest("invalid_json", "The request body is not UTF-8 text.") from None
 
         def on_json_loading_failed(self, error: Exception) -> Any:
-            raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {error}")
+            raise BadRequest("invalid_json", f"The request body is not valid JSON: {error}")
 
     return JsonRequest
 
@@ -77,8 +73,8 @@ def _describe(error: Exception) -> tuple[str | None, str]:
 
 
 def register_error_handlers(app: Quart) -> None:
-    @app.errorhandler(ClientError)
-    async def client_error(error: ClientError) -> Response:
+    @app.errorhandler(MarketsrvError)
+    async def client_error(error: MarketsrvError) -> Response:
         response = error_response(error.status, error.code, error.message, **error.extra)
         if "retry_after" in error.extra:
             response.headers["Retry-After"] = str(error.extra["retry_after"])

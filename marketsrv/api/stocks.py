@@ -12,7 +12,6 @@ from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import MethodNotAllowed
 
-from marketsrv.api.errors import ApiError
 from marketsrv.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -33,6 +32,7 @@ from marketsrv.api.schemas import (
     TradesQuery,
     TrendingQuery,
 )
+from marketsrv.errors import NotFound
 from marketsrv.market import Instrument, Market
 from marketsrv.runtime import current_runtime
 from marketsrv.units import MINUTE_MS, iso_ms
@@ -81,16 +81,14 @@ def stock_view(market: Market, symbol: str) -> Stock:
 def find_symbol(market: Market, raw: str) -> Instrument:
     inst = market.instruments.get(raw.strip().upper())
     if inst is None:
-        raise ApiError(404, "unknown_symbol", f"Unknown symbol '{raw}'.", symbol=raw)
+        raise NotFound("unknown_symbol", f"Unknown symbol '{raw}'.", symbol=raw)
     return inst
 
 
 def paginate(items: list[Stock], query: PageQuery) -> StockPage:
     pages = max(1, -(-len(items) // query.page_size))
     if query.page > pages:
-        raise ApiError(
-            404, "invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages
-        )
+        raise NotFound("invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages)
     start = (query.page - 1) * query.page_size
 
     def link(page: int) -> str:

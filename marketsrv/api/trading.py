@@ -11,7 +11,6 @@ from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response
 
 from marketsrv.api.accounts import current_user
-from marketsrv.api.errors import ApiError
 from marketsrv.api.jsonio import dumps
 from marketsrv.api.trading_schemas import (
     Amount,
@@ -21,6 +20,7 @@ from marketsrv.api.trading_schemas import (
     PortfolioSummary,
     WalletOut,
 )
+from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import portfolio, wallet
 from marketsrv.trading.orders import order_json
@@ -53,16 +53,16 @@ def page_args() -> tuple[int, int]:
     page = whole_number(request.args.get("page", "1"), 9)
     size = whole_number(request.args.get("page_size", str(PAGE_SIZE)), 9)
     if page is None or size is None:
-        raise ApiError(400, "invalid_page", "page and page_size must be whole numbers")
+        raise BadRequest("invalid_page", "page and page_size must be whole numbers")
     if page < 1 or not 1 <= size <= 100:
-        raise ApiError(400, "invalid_page", "page must be at least 1 and page_size 1 to 100")
+        raise BadRequest("invalid_page", "page must be at least 1 and page_size 1 to 100")
     return page, size
 
 
 def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]:
     pages = max(1, -(-total // size))
     if page > pages:
-        raise ApiError(404, "invalid_page", f"Invalid page: there are {pages} page(s).")
+        raise NotFound("invalid_page", f"Invalid page: there are {pages} page(s).")
 
     def link(n: int) -> str:
         args = request.args.to_dict()
@@ -80,7 +80,7 @@ def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]
 async def json_body() -> dict[str, Any]:
     body = await request.get_json()
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+        raise BadRequest("invalid_body", "the body must be a JSON object")
     return body
 
 
@@ -177,9 +177,7 @@ async def list_orders() -> dict[str, Any]:
     page, size = page_args()
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
-        raise ApiError(
-            400, "invalid_status", "status must be one of " + ", ".join(sorted(STATUSES))
-        )
+        raise BadRequest("invalid_status", "status must be one of " + ", ".join(sorted(STATUSES)))
     symbol = request.args.get("symbol") or None
     uid = user_id()
     rows, total = (
@@ -205,7 +203,7 @@ async def orders_array() -> list[dict[str, Any]]:
 def _order_id(raw: str) -> int:
     order_id = whole_number(raw, 18)
     if order_id is None:
-        raise ApiError(404, "order_not_found", "no such order")
+        raise NotFound("order_not_found", "no such order")
     return order_id
 
 

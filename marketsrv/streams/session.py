@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import trio
 
+from marketsrv.errors import BadRequest, MarketsrvError
 from marketsrv.streams.connection import CLOSE_POLICY, Connection
 from marketsrv.streams.frames import error_frame, frame
 from marketsrv.units import MAX_DEPTH
@@ -43,12 +44,6 @@ class RateLimiter:
             self.tokens -= 1
             return True
         return False
-
-
-class BadRequest(Exception):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code, self.message, self.extra = code, message, extra
 
 
 class Session:
@@ -82,7 +77,7 @@ class Session:
         self.strikes = max(0, self.strikes - 1)
         try:
             self._dispatch(self._parse(text, data))
-        except BadRequest as exc:
+        except MarketsrvError as exc:  # a stream renders any of the family as an error frame
             conn.reply(error_frame(self.hub.now_s(), exc.code, exc.message, **exc.extra))
 
     def _parse(self, text: str | None, data: bytes | None) -> dict[str, Any]:

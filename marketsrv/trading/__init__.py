@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from marketsrv.market import Market
 from marketsrv.trading.accounts import Accounts, AuthLimits
-from marketsrv.trading.errors import TradingError
 from marketsrv.trading.orders import Orders
 from marketsrv.trading.store import Store
 from storage import Database
@@ -51,4 +50,4 @@ class Trading:
         self.store.db.close()
 
 
-__all__ = ["AuthLimits", "Trading", "TradingError"]
+__all__ = ["AuthLimits", "Trading"]

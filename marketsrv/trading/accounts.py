@@ -21,7 +21,7 @@ import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from marketsrv.trading.errors import TradingError
+from marketsrv.errors import BadRequest
 from marketsrv.trading.store import Store
 from marketsrv.trading.throttle import Throttle, enforce, refund_all
 from marketsrv.units import Clock, wall_clock_ms
@@ -44,15 +44,13 @@ def token_digest(token: str) -> bytes:
 
 def check_credentials(username: object, password: object) -> tuple[str, str]:
     if not isinstance(username, str) or not USERNAME.fullmatch(username):
-        raise TradingError(
-            400, "invalid_username", "username must be 3-64 letters, digits or . _ @ + -"
-        )
+        raise BadRequest("invalid_username", "username must be 3-64 letters, digits or . _ @ + -")
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise TradingError(
-            400, "invalid_password", f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        raise BadRequest(
+            "invalid_password", f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
         )
     if not password.strip():
-        raise TradingError(400, "invalid_password", "password must not be only white space")
+        raise BadRequest("invalid_password", "password must not be only white space")
     return username, password
 
 
@@ -64,7 +62,7 @@ def insert_user(conn: sqlite3.Connection, username: str, password_hash: str, now
             (username, password_hash, created),
         )
     except sqlite3.IntegrityError:
-        raise TradingError(400, "username_taken", "that username is taken") from None
+        raise BadRequest("username_taken", "that username is taken") from None
     user_id = int(cur.lastrowid or 0)
     conn.execute("INSERT INTO wallets (user_id) VALUES (?)", (user_id,))
     return User(user_id, username, created)
@@ -160,7 +158,7 @@ class Accounts:
 
     async def login(self, username: object, password: object, client: str = "") -> tuple[User, str]:
         if not isinstance(username, str) or not isinstance(password, str):
-            raise TradingError(400, "invalid_credentials", "username and password are required")
+            raise BadRequest("invalid_credentials", "username and password are required")
         # Charged before the password is checked, refunded when it was right.
         charges = enforce([(self._by_address, client), (self._by_account, username.lower())])
 
@@ -178,9 +176,7 @@ class Accounts:
             if not await self._verify(stored_hash, password):
                 found = None
         if found is None:
-            raise TradingError(
-                400, "invalid_credentials", "Unable to log in with those credentials."
-            )
+            raise BadRequest("invalid_credentials", "Unable to log in with those credentials.")
         refund_all(charges)
         user = found[0]
         now = self.clock()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from marketsrv.trading.errors import TradingError
+from marketsrv.errors import BadRequest, Conflict, NotFound
 from marketsrv.trading.wallet import get_wallet, outbox, post_ledger
 
 OPEN = ("pending", "partially_filled")
@@ -57,7 +57,7 @@ def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
         "SELECT * FROM orders WHERE id = ?", (order_id,)
     ).fetchone()
     if row is None:
-        raise TradingError(404, "order_not_found", "no such order")
+        raise NotFound("order_not_found", "no such order")
     return row
 
 
@@ -70,15 +70,15 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
         ).fetchone()
         if row is not None:
             if row["request_hash"] != o.request_hash:
-                raise TradingError(
-                    409, "client_order_id_reused", "client_order_id was used for a different order"
+                raise Conflict(
+                    "client_order_id_reused", "client_order_id was used for a different order"
                 )
             return row, False
     held_cents = held_shares = 0
     if o.side == "buy":
         held_cents = o.hold_price_cents * o.quantity
         if get_wallet(conn, o.user_id).available_cents < held_cents:
-            raise TradingError(400, "insufficient_funds", "Insufficient funds")
+            raise BadRequest("insufficient_funds", "Insufficient funds")
         conn.execute(
             "UPDATE wallets SET held_cents = held_cents + ? WHERE user_id = ?",
             (held_cents, o.user_id),
@@ -90,7 +90,7 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
             (o.user_id, o.symbol),
         ).fetchone()
         if row is None or row[0] < o.quantity:
-            raise TradingError(400, "insufficient_holdings", "Insufficient holdings")
+            raise BadRequest("insufficient_holdings", "Insufficient holdings")
         conn.execute(
             "UPDATE holdings SET held_quantity = held_quantity + ? WHERE user_id = ? AND symbol = ?",
             (o.quantity, o.user_id, o.symbol),

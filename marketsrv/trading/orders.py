@@ -22,11 +22,11 @@ import orjson
 import trio
 
 from marketsrv.engine import OrderResult, Side, TimeInForce
+from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Instrument, Market
 from marketsrv.trading import ledger
-from marketsrv.trading.errors import TradingError
 from marketsrv.trading.ledger import Fill, NewOrder
-from marketsrv.trading.money import MoneyError, parse_cents
+from marketsrv.trading.money import parse_cents
 from marketsrv.trading.store import Store
 from marketsrv.units import iso_ms, iso_or_none
 from storage import StorageClosed
@@ -46,7 +46,7 @@ def text_field(body: dict[str, Any], name: str, default: str) -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise TradingError(400, f"invalid_{name}", f"{name} must be a string")
+        raise BadRequest(f"invalid_{name}", f"{name} must be a string")
     return value.strip().lower()
 
 
@@ -77,17 +77,17 @@ class Orders:
 
     def parse(self, user_id: int, body: Any) -> NewOrder:
         if not isinstance(body, dict):
-            raise TradingError(400, "invalid_body", "the body must be a JSON object")
+            raise BadRequest("invalid_body", "the body must be a JSON object")
         raw_symbol = body.get("symbol", body.get("stock_symbol"))
         if not isinstance(raw_symbol, str) or not raw_symbol.strip():
-            raise TradingError(400, "invalid_symbol", "symbol is required: a string such as 'SCOM'")
+            raise BadRequest("invalid_symbol", "symbol is required: a string such as 'SCOM'")
         symbol = raw_symbol.strip().upper()
         inst = self.market.instruments.get(symbol)
         if inst is None:
-            raise TradingError(400, "unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
+            raise BadRequest("unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
         side = text_field(body, "side", "")
         if side not in ("buy", "sell"):
-            raise TradingError(400, "invalid_side", "side must be 'buy' or 'sell'")
+            raise BadRequest("invalid_side", "side must be 'buy' or 'sell'")
         quantity = body.get("quantity")
         if isinstance(quantity, str) and quantity.isascii() and quantity.isdigit():
             quantity = int(quantity) if len(quantity) <= 12 else 0
@@ -98,19 +98,17 @@ class Orders:
             or not isinstance(quantity, int)
             or not 0 < quantity <= MAX_QUANTITY
         ):
-            raise TradingError(
-                400,
+            raise BadRequest(
                 "invalid_quantity",
                 f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}",
             )
         price = body.get("price")
         order_type = text_field(body, "order_type", "market" if price is None else "limit")
         if order_type not in ("market", "limit"):
-            raise TradingError(400, "invalid_order_type", "order_type must be 'market' or 'limit'")
+            raise BadRequest("invalid_order_type", "order_type must be 'market' or 'limit'")
         tif = text_field(body, "time_in_force", "gtc" if order_type == "limit" else "ioc")
         if tif not in ("gtc", "ioc", "fok") or (order_type == "market" and tif == "gtc"):
-            raise TradingError(
-                400,
+            raise BadRequest(
                 "invalid_time_in_force",
                 "time_in_force must be gtc, ioc or fok (market orders: ioc or fok)",
             )
@@ -118,24 +116,19 @@ class Orders:
         if client_order_id is not None and (
             not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= 64
         ):
-            raise TradingError(
-                400,
+            raise BadRequest(
                 "invalid_client_order_id",
                 "client_order_id must be a string of 1-64 characters",
             )
         last = self.market.stats[symbol].current
         if order_type == "limit":
             if price is None:
-                raise TradingError(400, "invalid_price", "a limit order needs a price")
-            try:
-                cents = parse_cents(price, "price")
-            except MoneyError as exc:
-                raise TradingError(400, "invalid_price", str(exc)) from None
+                raise BadRequest("invalid_price", "a limit order needs a price")
+            cents = parse_cents(price, "price")
             if cents <= 0:
-                raise TradingError(400, "invalid_price", "price must be positive")
+                raise BadRequest("invalid_price", "price must be positive")
             if cents % inst.tick_cents:
-                raise TradingError(
-                    400,
+                raise BadRequest(
                     "invalid_price",
                     f"price must be a multiple of the tick size {inst.tick_size}",
                 )
@@ -145,8 +138,7 @@ class Orders:
                     inst.price(math.ceil(last * (1 - PRICE_BAND))),
                     inst.price(int(last * (1 + PRICE_BAND))),
                 )
-                raise TradingError(
-                    400,
+                raise BadRequest(
                     "price_out_of_band",
                     f"price must be within 20% of the last price ({low} to {high})",
                 )
@@ -171,12 +163,9 @@ class Orders:
 
     @staticmethod
     def _protect(inst: Instrument, side: Side, price: object, collar: int) -> int:
-        try:
-            cents = parse_cents(price, "price")
-        except MoneyError as exc:
-            raise TradingError(400, "invalid_price", str(exc)) from None
+        cents = parse_cents(price, "price")
         if cents <= 0:
-            raise TradingError(400, "invalid_price", "price must be positive")
+            raise BadRequest("invalid_price", "price must be positive")
         if side is Side.BUY:  # whole ticks at or below the limit
             return min(collar, cents // inst.tick_cents)
         return max(collar, -(-cents // inst.tick_cents))
@@ -207,7 +196,7 @@ class Orders:
         even if the client hangs up meanwhile (quart-trio cancels the handler then).
         """
         if self.suspended:
-            raise TradingError(503, "trading_suspended", self.suspended)
+            raise Unavailable("trading_suspended", self.suspended)
         with trio.CancelScope(shield=True):
             outcome = await self._place(order)
         return outcome
@@ -247,7 +236,7 @@ class Orders:
                 return await self.store.write(settle), True
             except Exception as exc:
                 self._suspend(exc)
-                raise TradingError(503, "settlement_failed", self.suspended or "") from exc
+                raise Unavailable("settlement_failed", self.suspended or "") from exc
         finally:
             self._in_flight.discard(order_id)
             self._settled.unpark_all()
@@ -262,10 +251,10 @@ class Orders:
     async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
         row = await self.store.read(lambda conn: ledger.order_row(conn, order_id))
         if row["user_id"] != user_id:
-            raise TradingError(404, "order_not_found", "no such order")
+            raise NotFound("order_not_found", "no such order")
         if row["status"] not in ledger.OPEN:
-            raise TradingError(
-                400, "order_not_open", f"the order is {row['status']} and cannot be cancelled"
+            raise BadRequest(
+                "order_not_open", f"the order is {row['status']} and cannot be cancelled"
             )
         # An order still being accepted or matched is in neither the book nor a final state:
         # wait for its settlement (a few milliseconds), then take it out of the book.
@@ -276,9 +265,7 @@ class Orders:
             with trio.move_on_at(deadline) as waited:
                 await self._settled.park()
             if waited.cancelled_caught:
-                raise TradingError(
-                    409, "order_in_flight", "the order is still being matched; try again"
-                )
+                raise Conflict("order_in_flight", "the order is still being matched; try again")
 
         # Not in the book any more: either its last fill is queued for the database ahead of
         # this write (then the order is no longer open there either), or the two disagree after
@@ -293,8 +280,8 @@ class Orders:
 
         closed, order = await self.store.write(work)
         if not closed:  # it filled, or expired, before the cancel reached it
-            raise TradingError(
-                400, "order_not_open", f"the order is {order['status']} and cannot be cancelled"
+            raise BadRequest(
+                "order_not_open", f"the order is {order['status']} and cannot be cancelled"
             )
         return order
 
@@ -412,7 +399,7 @@ def order_view(
     """An order with its fills as JSON; a 404 if `user_id` is given and is not its owner."""
     row = ledger.order_row(conn, order_id)
     if user_id is not None and row["user_id"] != user_id:
-        raise TradingError(404, "order_not_found", "no such order")
+        raise NotFound("order_not_found", "no such order")
     fills = conn.execute(
         "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)
     ).fetchall()

@@ -13,7 +13,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-from marketsrv.trading.errors import TradingError
+from marketsrv.errors import TooManyRequests
 
 
 class Throttle:
@@ -76,8 +76,7 @@ def enforce(checks: Iterable[tuple[Throttle, str]]) -> list[tuple[Throttle, str,
         wait = throttle.retry_after(key)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
-            raise TradingError(
-                429,
+            raise TooManyRequests(
                 "too_many_attempts",
                 f"Too many {throttle.what}: try again in {seconds} s.",
                 retry_after=seconds,

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from marketsrv.trading.errors import TradingError
-from marketsrv.trading.money import MAX_DEPOSIT_CENTS, MoneyError, parse_cents
+from marketsrv.errors import BadRequest, NotFound
+from marketsrv.trading.money import MAX_DEPOSIT_CENTS, parse_cents
 from marketsrv.units import kes
 
 
@@ -51,7 +51,7 @@ def get_wallet(conn: sqlite3.Connection, user_id: int) -> Wallet:
         "SELECT balance_cents, held_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()
     if row is None:
-        raise TradingError(404, "no_wallet", "this user has no wallet")
+        raise NotFound("no_wallet", "this user has no wallet")
     return Wallet(row[0], row[1])
 
 
@@ -77,15 +77,12 @@ def post_ledger(
 
 
 def amount_cents(raw: object) -> int:
-    try:
-        cents = parse_cents(raw)
-    except MoneyError as exc:
-        raise TradingError(400, "invalid_amount", str(exc)) from None
+    cents = parse_cents(raw, "amount")
     if cents <= 0:
-        raise TradingError(400, "invalid_amount", "amount must be positive")
+        raise BadRequest("invalid_amount", "amount must be positive")
     if cents > MAX_DEPOSIT_CENTS:
-        raise TradingError(
-            400, "invalid_amount", f"amount must be at most {kes(MAX_DEPOSIT_CENTS):,.0f} KES"
+        raise BadRequest(
+            "invalid_amount", f"amount must be at most {kes(MAX_DEPOSIT_CENTS):,.0f} KES"
         )
     return cents
 
@@ -99,7 +96,7 @@ def deposit(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wal
 
 def withdraw(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
     if get_wallet(conn, user_id).available_cents < cents:
-        raise TradingError(400, "insufficient_funds", "Insufficient funds")
+        raise BadRequest("insufficient_funds", "Insufficient funds")
     ledger_id = post_ledger(conn, user_id, "withdrawal", -cents, now)
     wallet = get_wallet(conn, user_id)
     outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json(), now)
