@@ -368,9 +368,10 @@ async def test_a_client_hanging_up_mid_order_leaves_no_stranded_hold(env: Env) -
     bid = env.market.books["KCB"].best_bid()
     assert bid is not None
     price = env.market.instruments["KCB"].price(bid - 4)
-    order = env.trading.orders.parse(
-        user.id, {"symbol": "KCB", "side": "buy", "price": price, "quantity": 100}
-    )
+    from marketsrv.trading.requests import OrderRequest
+
+    body = {"symbol": "KCB", "side": "buy", "price": price, "quantity": 100}
+    order = env.trading.orders.parse(user.id, OrderRequest.model_validate(body))
     with trio.CancelScope() as scope:
         scope.cancel()  # as if the client had already gone
         placed, _ = await env.trading.orders.place(order)
@@ -589,3 +590,21 @@ async def test_trading_timestamps_follow_the_markets_clock(env: Env) -> None:
         lambda c: {r[0] for r in c.execute("SELECT created_at FROM ledger")}
     )
     assert ledger_times == {now}
+
+
+async def test_the_lenient_spellings_the_docs_promise_still_work(env: Env) -> None:
+    """`side: "BUY"`, `quantity: "100"`, `stock_symbol` and `order_type: "MARKET"` are the seed
+    clients' ways and are documented as accepted."""
+    token = await env.user("tess", cash=1_000_000)
+    body = {"stock_symbol": "scom", "side": "BUY", "quantity": "100", "order_type": "MARKET"}
+    order = await env.call("POST", "/api/trading/orders/", token, body, 201)
+    assert order["symbol"] == "SCOM" and order["side"] == "buy" and order["quantity"] == 100
+    missing = await env.call(
+        "POST", "/api/trading/orders/", token, {"side": "buy", "quantity": 1}, 400
+    )
+    assert missing["code"] == "invalid_symbol"
+    document = await (await env.client.get("/api/openapi.json")).get_json()
+    body_schema = document["paths"]["/api/trading/orders/"]["post"]["requestBody"]
+    order_in = body_schema["content"]["application/json"]["schema"]["properties"]
+    assert "BUY" in order_in["side"]["description"]
+    assert {"type": "string", "pattern": "^[0-9]{1,7}$"} in order_in["quantity"]["oneOf"]

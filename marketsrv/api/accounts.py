@@ -7,10 +7,11 @@ from typing import Any
 from quart import Blueprint, request
 from quart_schema import document_request, document_response
 
-from marketsrv.api.trading_schemas import Credentials, Detail, TokenOut
+from marketsrv.api.trading_schemas import Detail, TokenOut
 from marketsrv.errors import BadRequest, NotAuthenticated
 from marketsrv.runtime import current_runtime
 from marketsrv.trading.accounts import User
+from marketsrv.trading.requests import Credentials, validate_body
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api/accounts")
 
@@ -36,11 +37,15 @@ def user_json(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username}
 
 
-async def credentials() -> tuple[Any, Any]:
+async def credentials(*, login: bool = False) -> tuple[str, str]:
     body = await request.get_json()
-    if not isinstance(body, dict):
-        raise BadRequest("invalid_body", 'send {"username": ..., "password": ...}')
-    return body.get("username"), body.get("password")
+    try:
+        found = validate_body(Credentials, body)
+    except BadRequest as exc:
+        if login and exc.code != "invalid_body":  # a login never says which part was wrong
+            raise BadRequest("invalid_credentials", "username and password are required") from None
+        raise
+    return found.username, found.password
 
 
 def client_address() -> str:
@@ -67,7 +72,7 @@ async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
 @document_response(TokenOut)
 async def login() -> tuple[dict[str, Any], int, dict[str, str]]:
     accounts = current_runtime().trading().accounts
-    user, token = await accounts.login(*await credentials(), client=client_address())
+    user, token = await accounts.login(*await credentials(login=True), client=client_address())
     return {"token": token, "user": user_json(user)}, 200, NO_STORE
 
 

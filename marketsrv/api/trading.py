@@ -13,8 +13,6 @@ from quart_schema import document_request, document_response
 from marketsrv.api.accounts import current_user
 from marketsrv.api.jsonio import dumps
 from marketsrv.api.trading_schemas import (
-    Amount,
-    OrderIn,
     OrderOut,
     OrderPage,
     PortfolioSummary,
@@ -24,6 +22,7 @@ from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import portfolio, wallet
 from marketsrv.trading.orders import order_json
+from marketsrv.trading.requests import Amount, OrderRequest, validate_body
 from marketsrv.units import iso_ms
 
 blueprint = Blueprint("trading", __name__, url_prefix="/api/trading")
@@ -77,13 +76,6 @@ def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]
     }
 
 
-async def json_body() -> dict[str, Any]:
-    body = await request.get_json()
-    if not isinstance(body, dict):
-        raise BadRequest("invalid_body", "the body must be a JSON object")
-    return body
-
-
 # -- wallet ------------------------------------------------------------------------------------
 
 
@@ -113,7 +105,7 @@ async def move_cash(
     move: Callable[[sqlite3.Connection, int, int, int], wallet.Wallet],
 ) -> dict[str, Any]:
     """A deposit or a withdrawal of the body's `amount`, answered with the wallet after it."""
-    cents = wallet.amount_cents((await json_body()).get("amount"))
+    cents = wallet.amount_cents(validate_body(Amount, await request.get_json()).amount)
     uid, rt = user_id(), current_runtime()
     now = rt.market.clock()
     found = await rt.trading().store.write(lambda c: move(c, uid, cents, now))
@@ -124,11 +116,11 @@ async def move_cash(
 
 
 @blueprint.post("/orders/")
-@document_request(OrderIn)
+@document_request(OrderRequest)
 @document_response(OrderOut, 201)
 async def place_order() -> Response:
     orders = current_runtime().trading().orders
-    order = orders.parse(user_id(), await request.get_json())
+    order = orders.parse(user_id(), validate_body(OrderRequest, await request.get_json()))
     body, created = await orders.place(order)
     return json_response(body, 201 if created else 200)
 

@@ -1,8 +1,8 @@
-"""Types of the accounts and trading API, for the OpenAPI document.
+"""Response types of the accounts and trading API, for the OpenAPI document.
 
-The trading handlers validate their bodies themselves (both of the seed client's order shapes,
-exact money parsing) and encode answers once with orjson, so these models document the wire
-format in `/api/openapi.json` without sitting on the hot path.
+Request bodies are validated by the models of `trading/requests.py`, which document them too.
+Answers are encoded once with orjson on the hot path; these models describe them, and
+tests/test_openapi.py checks that the answers sent and the types documented agree.
 """
 
 from __future__ import annotations
@@ -10,11 +10,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
-
-class Credentials(BaseModel):
-    username: str = Field(description="3-64 letters, digits or . _ @ + -")
-    password: str = Field(description="6-256 characters")
 
 
 class UserOut(BaseModel):
@@ -31,28 +26,11 @@ class Detail(BaseModel):
     detail: str
 
 
-class Amount(BaseModel):
-    amount: float | str = Field(description="KES, positive, at most 2 decimals")
-
-
 class WalletOut(BaseModel):
     balance: float
     available: float
     held: float = Field(description="reserved by open buy orders")
     currency: Literal["KES"]
-
-
-class OrderIn(BaseModel):
-    symbol: str | None = Field(None, description="or stock_symbol")
-    stock_symbol: str | None = None
-    side: Literal["buy", "sell"]
-    quantity: int = Field(ge=1, le=1_000_000)
-    order_type: Literal["market", "limit"] | None = Field(
-        None, description="limit when a price is given, else market"
-    )
-    price: float | str | None = Field(None, description="limit price in KES, on the tick")
-    time_in_force: Literal["gtc", "ioc", "fok"] | None = None
-    client_order_id: str | None = Field(None, max_length=64, description="makes retries safe")
 
 
 class FillOut(BaseModel):

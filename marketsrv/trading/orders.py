@@ -27,27 +27,16 @@ from marketsrv.market import Instrument, Market
 from marketsrv.trading import ledger
 from marketsrv.trading.ledger import Fill, NewOrder
 from marketsrv.trading.money import parse_cents
+from marketsrv.trading.requests import OrderRequest
 from marketsrv.trading.store import Store
 from marketsrv.units import iso_ms, iso_or_none
 from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
 
-MAX_QUANTITY = 1_000_000
 PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
 COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
 IN_FLIGHT_WAIT_S = 10.0  # a cancel waits this long at most for the order's own settlement
-
-
-def text_field(body: dict[str, Any], name: str, default: str) -> str:
-    """A lower-cased string field; absent or null means `default`, any other type is refused
-    with the field's own code (`order_type: false` is a mistake, not "use the default")."""
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise BadRequest(f"invalid_{name}", f"{name} must be a string")
-    return value.strip().lower()
 
 
 def owner_of(user_id: int) -> str:
@@ -75,51 +64,20 @@ class Orders:
 
     # -- validation ----------------------------------------------------------------------------
 
-    def parse(self, user_id: int, body: Any) -> NewOrder:
-        if not isinstance(body, dict):
-            raise BadRequest("invalid_body", "the body must be a JSON object")
-        raw_symbol = body.get("symbol", body.get("stock_symbol"))
-        if not isinstance(raw_symbol, str) or not raw_symbol.strip():
-            raise BadRequest("invalid_symbol", "symbol is required: a string such as 'SCOM'")
-        symbol = raw_symbol.strip().upper()
+    def parse(self, user_id: int, req: OrderRequest) -> NewOrder:
+        """The domain checks of an order whose body `OrderRequest` validated."""
+        symbol = req.the_symbol
         inst = self.market.instruments.get(symbol)
         if inst is None:
-            raise BadRequest("unknown_symbol", f"Unknown symbol '{raw_symbol}'.")
-        side = text_field(body, "side", "")
-        if side not in ("buy", "sell"):
-            raise BadRequest("invalid_side", "side must be 'buy' or 'sell'")
-        quantity = body.get("quantity")
-        if isinstance(quantity, str) and quantity.isascii() and quantity.isdigit():
-            quantity = int(quantity) if len(quantity) <= 12 else 0
-        if isinstance(quantity, float) and quantity.is_integer():
-            quantity = int(quantity)
-        if (
-            isinstance(quantity, bool)
-            or not isinstance(quantity, int)
-            or not 0 < quantity <= MAX_QUANTITY
-        ):
+            raise BadRequest("unknown_symbol", f"Unknown symbol '{symbol}'.")
+        side, quantity, price = req.side, req.quantity, req.price
+        order_type = req.order_type or ("market" if price is None else "limit")
+        tif = req.time_in_force or ("gtc" if order_type == "limit" else "ioc")
+        if order_type == "market" and tif == "gtc":
             raise BadRequest(
-                "invalid_quantity",
-                f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}",
+                "invalid_time_in_force", "a market order is ioc or fok: it never rests"
             )
-        price = body.get("price")
-        order_type = text_field(body, "order_type", "market" if price is None else "limit")
-        if order_type not in ("market", "limit"):
-            raise BadRequest("invalid_order_type", "order_type must be 'market' or 'limit'")
-        tif = text_field(body, "time_in_force", "gtc" if order_type == "limit" else "ioc")
-        if tif not in ("gtc", "ioc", "fok") or (order_type == "market" and tif == "gtc"):
-            raise BadRequest(
-                "invalid_time_in_force",
-                "time_in_force must be gtc, ioc or fok (market orders: ioc or fok)",
-            )
-        client_order_id = body.get("client_order_id")
-        if client_order_id is not None and (
-            not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= 64
-        ):
-            raise BadRequest(
-                "invalid_client_order_id",
-                "client_order_id must be a string of 1-64 characters",
-            )
+        client_order_id = req.client_order_id
         last = self.market.stats[symbol].current
         if order_type == "limit":
             if price is None:
@@ -146,7 +104,7 @@ class Orders:
         else:
             cents = None
             ticks = self._collar(symbol, Side(side), quantity)
-            if price not in (None, "", 0):
+            if price not in (None, ""):
                 # A price on a market order is its protection limit: it trades at that price
                 # or better, never past it (and never past the collar either).
                 ticks = self._protect(inst, Side(side), price, ticks)
@@ -164,7 +122,9 @@ class Orders:
     @staticmethod
     def _protect(inst: Instrument, side: Side, price: object, collar: int) -> int:
         cents = parse_cents(price, "price")
-        if cents <= 0:
+        if cents == 0:  # what many frontends send for "no price"
+            return collar
+        if cents < 0:
             raise BadRequest("invalid_price", "price must be positive")
         if side is Side.BUY:  # whole ticks at or below the limit
             return min(collar, cents // inst.tick_cents)
