@@ -24,6 +24,7 @@ from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
+from marketsrv.api.openapi import MarketsrvOpenAPI
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
@@ -102,6 +103,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        openapi_provider_class=MarketsrvOpenAPI,
     )
     security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own

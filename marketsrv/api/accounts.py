@@ -7,7 +7,8 @@ from typing import Any
 from quart import Blueprint, request
 from quart_schema import document_request, document_response
 
-from marketsrv.api.trading_schemas import Detail, TokenOut
+from marketsrv.api.openapi import errors
+from marketsrv.api.trading_schemas import Detail, TokenOut, UserOut
 from marketsrv.errors import BadRequest, NotAuthenticated
 from marketsrv.runtime import current_runtime
 from marketsrv.trading.accounts import User
@@ -59,6 +60,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @blueprint.post("/register/")
+@errors(s400=["invalid_username", "invalid_password", "username_taken"], s429=["too_many_attempts"])
 @document_request(Credentials)
 @document_response(TokenOut, 201)
 async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -68,6 +70,7 @@ async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 @blueprint.post("/login/")
+@errors(s400=["invalid_credentials"], s429=["too_many_attempts"])
 @document_request(Credentials)
 @document_response(TokenOut)
 async def login() -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -85,5 +88,6 @@ async def logout() -> dict[str, Any]:
 
 
 @blueprint.get("/me/")
+@document_response(UserOut)
 async def me() -> dict[str, Any]:
     return user_json(await current_user())

@@ -9,9 +9,10 @@ import time
 from urllib.parse import urlencode
 
 from quart import Blueprint, request
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import hide, validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import MethodNotAllowed
 
+from marketsrv.api.openapi import errors
 from marketsrv.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -128,6 +129,7 @@ async def health() -> Health:
 
 
 @blueprint.get("/stocks/")
+@errors(s404=["invalid_page"])
 @validate_querystring(PageQuery)
 @validate_response(StockPage)
 async def list_stocks(query_args: PageQuery) -> StockPage:
@@ -136,6 +138,7 @@ async def list_stocks(query_args: PageQuery) -> StockPage:
 
 
 @blueprint.get("/stocks/trending/")
+@errors(s404=["invalid_page"])
 @validate_querystring(TrendingQuery)
 @validate_response(StockPage)
 async def trending(query_args: TrendingQuery) -> StockPage:
@@ -170,6 +173,7 @@ async def batch(data: BatchRequest) -> BatchResponse:
 
 
 @blueprint.get("/stocks/batch/")
+@hide
 async def batch_is_post_only() -> dict[str, str]:
     # Without this, GET /stocks/batch/ would read "batch" as a symbol and answer 404.
     raise MethodNotAllowed(valid_methods=["POST"])

@@ -12,9 +12,14 @@ from quart_schema import document_request, document_response
 
 from marketsrv.api.accounts import current_user
 from marketsrv.api.jsonio import dumps
+from marketsrv.api.openapi import errors
 from marketsrv.api.trading_schemas import (
+    FillPage,
+    HoldingOut,
     OrderOut,
     OrderPage,
+    PortfolioMetrics,
+    PortfolioOverview,
     PortfolioSummary,
     WalletOut,
 )
@@ -95,6 +100,7 @@ async def deposit() -> dict[str, Any]:
 
 
 @blueprint.post("/wallet/withdraw/")
+@errors(s400=["insufficient_funds"])
 @document_request(Amount)
 @document_response(WalletOut)
 async def withdraw() -> dict[str, Any]:
@@ -116,6 +122,11 @@ async def move_cash(
 
 
 @blueprint.post("/orders/")
+@errors(
+    s400=["unknown_symbol", "price_out_of_band", "insufficient_funds", "insufficient_holdings"],
+    s409=["client_order_id_reused"],
+    s503=["trading_suspended", "settlement_failed"],
+)
 @document_request(OrderRequest)
 @document_response(OrderOut, 201)
 async def place_order() -> Response:
@@ -164,6 +175,7 @@ STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
 
 
 @blueprint.get("/orders/list/")
+@errors(s400=["invalid_page", "invalid_status"], s404=["invalid_page"])
 @document_response(OrderPage)
 async def list_orders() -> dict[str, Any]:
     page, size = page_args()
@@ -181,6 +193,7 @@ async def list_orders() -> dict[str, Any]:
 
 
 @blueprint.get("/orders/")
+@document_response(list[OrderOut])
 async def orders_array() -> list[dict[str, Any]]:
     """The published client's `GET /api/trading/orders/`: a bare array, newest first (100)."""
     uid = user_id()
@@ -200,6 +213,7 @@ def _order_id(raw: str) -> int:
 
 
 @blueprint.get("/orders/<raw_id>/")
+@errors(s404=["order_not_found"])
 @document_response(OrderOut)
 async def get_order(raw_id: str) -> dict[str, Any]:
     return await current_runtime().trading().orders.get(user_id(), _order_id(raw_id))
@@ -207,12 +221,15 @@ async def get_order(raw_id: str) -> dict[str, Any]:
 
 @blueprint.delete("/orders/<raw_id>/")
 @blueprint.post("/orders/<raw_id>/cancel/")
+@errors(s400=["order_not_open"], s404=["order_not_found"], s409=["order_in_flight"])
 @document_response(OrderOut)
 async def cancel_order(raw_id: str) -> dict[str, Any]:
     return await current_runtime().trading().orders.cancel(user_id(), _order_id(raw_id))
 
 
 @blueprint.get("/fills/")
+@errors(s400=["invalid_page"], s404=["invalid_page"])
+@document_response(FillPage)
 async def fills() -> dict[str, Any]:
     page, size = page_args()
     uid = user_id()
@@ -240,6 +257,7 @@ async def fills() -> dict[str, Any]:
 
 
 @blueprint.get("/holdings/")
+@document_response(list[HoldingOut])
 async def holdings() -> list[dict[str, Any]]:
     rt, uid = current_runtime(), user_id()
     return await rt.trading().store.read(lambda c: portfolio.holdings(c, rt.market, uid))
@@ -253,6 +271,7 @@ async def portfolio_summary() -> dict[str, Any]:
 
 
 @blueprint.get("/portfolio/metrics/")
+@document_response(PortfolioMetrics)
 async def portfolio_metrics() -> dict[str, Any]:
     rt, uid = current_runtime(), user_id()
 
@@ -266,6 +285,7 @@ async def portfolio_metrics() -> dict[str, Any]:
 
 
 @blueprint.get("/portfolio/")
+@document_response(PortfolioOverview)
 async def portfolio_overview() -> dict[str, Any]:
     rt, user = current_runtime(), request.user  # type: ignore[attr-defined]
     data = await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, user.id))

@@ -97,6 +97,72 @@ class SummaryTotals(BaseModel):
 
 
 class PortfolioSummary(BaseModel):
-    wallet: WalletOut
+    wallet: PortfolioWallet
     holdings: list[HoldingOut]
     summary: SummaryTotals
+
+
+class FillRow(BaseModel):
+    id: int
+    order_id: int
+    symbol: str
+    side: Literal["buy", "sell"]
+    price: float
+    quantity: int
+    amount: float
+    realized_pnl: float
+    trade_id: int
+    created_at: str
+
+
+class FillPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[FillRow]
+
+
+class PortfolioWallet(BaseModel):
+    balance: float
+    available: float
+    held: float
+
+
+class AccountSummary(BaseModel):
+    cash_balance: float
+    total_realized_pnl: float
+    active_holdings: int
+
+
+class TradingStatistics(BaseModel):
+    total_trades: int = Field(description="fills, on both sides")
+    closing_trades: int = Field(description="sell fills: the trades that realize P&L")
+    winning_trades: int
+    losing_trades: int
+    win_rate: float = Field(description="winning over closing trades, a percentage")
+
+
+class PeriodFigures(BaseModel):
+    pnl: float
+    trades: int
+
+
+class Performance(BaseModel):
+    today: PeriodFigures
+    week: PeriodFigures
+    month: PeriodFigures
+
+
+class PortfolioMetrics(BaseModel):
+    account_summary: AccountSummary
+    trading_statistics: TradingStatistics
+    performance: Performance
+    recent_orders: list[OrderOut]
+
+
+class PortfolioOverview(BaseModel):
+    id: int
+    name: str
+    cash_balance: float
+    total_value: float
+    holdings: list[HoldingOut]

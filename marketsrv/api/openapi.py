@@ -1,0 +1,93 @@
+"""The OpenAPI document's error responses: every operation lists the statuses and codes it sends.
+
+quart-schema documents what a route answers on success from its types. The errors follow from the
+same types and a few facts of the route, so they are derived here rather than written 25 times:
+a request body can be `invalid_json`, `invalid_body` or `invalid_<field>` for each of its fields,
+a query string `invalid_<parameter>`, a `<symbol>` in the path `unknown_symbol`, a route of the
+trading API needs a token (401). What only the service knows a route declares with `@errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+from quart_schema.openapi import OpenAPIProvider
+from quart_schema.validation import (
+    QUART_SCHEMA_QUERYSTRING_ATTRIBUTE,
+    QUART_SCHEMA_REQUEST_ATTRIBUTE,
+)
+from werkzeug.routing import Rule
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ERRORS = "_marketsrv_errors"
+NEEDS_TOKEN = ("/api/trading/", "/api/accounts/logout/", "/api/accounts/me/")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code and the same human text under three names."""
+
+    code: str = Field(description="stable, machine-readable: branch on this")
+    error: str
+    detail: str
+    message: str
+
+
+def errors(**by_status: list[str]) -> Callable[[F], F]:
+    """Declare codes only the service knows: `@errors(s409=["client_order_id_reused"])`."""
+
+    def mark(func: F) -> F:
+        found: dict[int, list[str]] = getattr(func, _ERRORS, {})
+        for key, codes in by_status.items():
+            found.setdefault(int(key.removeprefix("s")), []).extend(codes)
+        setattr(func, _ERRORS, found)
+        return func
+
+    return mark
+
+
+def _field_codes(model: Any) -> list[str]:
+    fields = getattr(model, "model_fields", {})
+    return sorted({"invalid_symbol" if f == "stock_symbol" else f"invalid_{f}" for f in fields})
+
+
+def error_codes(rule: Rule, func: Any) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {400: ["invalid_host"], 500: ["internal_error"]}
+    if rule.rule.startswith(NEEDS_TOKEN):
+        out[401] = ["not_authenticated", "invalid_token"]
+    if rule.rule.startswith(("/api/trading/", "/api/accounts/")):
+        out[503] = ["trading_unavailable"]
+    request = getattr(func, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
+    if request is not None:
+        out[400] += ["invalid_json", "invalid_body", *_field_codes(request[0])]
+        out[413] = ["body_too_large"]
+    query = getattr(func, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None)
+    if query is not None:
+        out[400] += ["invalid_query", *_field_codes(query)]
+    if "<symbol>" in rule.rule:
+        out[404] = ["unknown_symbol"]
+    for status, codes in getattr(func, _ERRORS, {}).items():
+        out.setdefault(status, []).extend(codes)
+    return {status: sorted(set(codes)) for status, codes in sorted(out.items())}
+
+
+class MarketsrvOpenAPI(OpenAPIProvider):
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        func = self._app.view_functions[rule.endpoint]
+        responses = {
+            str(status): {
+                "description": "codes: " + ", ".join(codes),
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                },
+            }
+            for status, codes in error_codes(rule, func).items()
+        }
+        for operations in paths.values():
+            for operation in operations.values():
+                # copy(): quart-schema shares one responses dict between a rule's methods
+                operation["responses"] = {**operation["responses"], **responses}
+        components["ErrorBody"] = ErrorBody.model_json_schema()
+        return paths, components
