@@ -339,3 +339,23 @@ async def test_parallel_logins_of_unknown_users_hash_the_dummy_once(
             for n in range(6):
                 nursery.start_soon(login, n)
     assert len(hashed) == 1
+
+
+@pytest.mark.parametrize(
+    "host", ["[::1]evil.com", "[::1].evil.com", "localhost:evil", "localhost:80@evil", "local host"]
+)
+async def test_malformed_host_headers_are_refused(start_server: ServerFactory, host: str) -> None:
+    url, _ = await start_server(simulate=False)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        answer = await http.get("/api/health/", headers={"Host": host})
+        assert answer.status_code == 400 and answer.json()["code"] == "invalid_host"
+
+
+async def test_impossible_usernames_are_not_throttle_keys(start_server: ServerFactory) -> None:
+    """A 64 KiB username cannot exist: refused before it is stored anywhere or hashed."""
+    url, runtime = await start_server(simulate=False)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        body = {"username": "x" * 65_000, "password": "whatever-pw"}
+        answer = await http.post("/api/accounts/login/", json=body)
+        assert answer.status_code == 400 and answer.json()["code"] == "invalid_credentials"
+    assert not runtime.trading().accounts._by_account._events

@@ -162,3 +162,15 @@ async def test_health_openapi_and_unknown_routes(client: Client) -> None:
     response = await client.delete("/api/stocks/")
     assert response.status_code == 405
     assert_error(await response.get_json(), "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["/api/stocks/?page=1_0", "/api/stocks/?page=%2B1", "/api/stocks/?page=%201",
+     "/api/stocks/?page=1.0", "/api/stocks/SCOM/orderbook/?depth=1_0",
+     "/api/stocks/SCOM/trades/?limit=%EF%BC%91"],
+)  # fmt: skip
+async def test_query_numbers_are_ascii_digits_only(client: Client, query: str) -> None:
+    response = await client.get(query)
+    assert response.status_code == 400, query
+    assert (await response.get_json())["code"].startswith("invalid_")

@@ -453,3 +453,14 @@ async def test_frames_are_stamped_by_the_markets_clock(
         types(out)
     )
     assert {f["ts"] for f in out} == {clock.now / 1000}
+
+
+async def test_a_refused_connection_ignores_what_its_client_says(hub: Hub) -> None:
+    """/ws/orderbook/NOPE/ is refused (4004); the seed client's opening {"depth": 5} on it must
+    not reach a session for a symbol that does not exist."""
+    conn = Connection(RecordingTransport(), market_data=False, book_snapshot=hub.book_snapshot)
+    conn.close(4004, "unknown symbol")
+    session = Session(hub, conn, Limits(), "NOPE")
+    session.receive(text='{"depth": 5}')
+    session.receive(text='{"type": "snapshot"}')
+    assert conn.take() == []

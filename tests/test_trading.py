@@ -608,3 +608,40 @@ async def test_the_lenient_spellings_the_docs_promise_still_work(env: Env) -> No
     order_in = body_schema["content"]["application/json"]["schema"]["properties"]
     assert "BUY" in order_in["side"]["description"]
     assert {"type": "string", "pattern": "^[0-9]{1,7}$"} in order_in["quantity"]["oneOf"]
+
+
+@pytest.mark.parametrize("limit", ["0.01", "0.04", 0.01])
+async def test_a_protection_limit_below_one_tick_is_a_400_and_leaves_nothing_open(
+    env: Env, limit: Any
+) -> None:
+    token = await env.user("uma", cash=100_000)
+    body = {
+        "symbol": "SCOM",
+        "side": "buy",
+        "quantity": 100,
+        "order_type": "market",
+        "price": limit,
+    }
+    answer = await env.call("POST", "/api/trading/orders/", token, body, 400)
+    assert answer["code"] == "invalid_price"
+    assert await env.call("GET", "/api/trading/orders/", token) == []
+    assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0
+
+
+async def test_an_order_the_engine_refuses_is_closed_not_left_open(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketsrv.engine import OrderRejected
+
+    token = await env.user("vic", cash=100_000)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OrderRejected("a rule the service did not know")
+
+    monkeypatch.setattr(env.market, "submit", refuse)
+    body = {"symbol": "SCOM", "side": "buy", "quantity": 10, "order_type": "market"}
+    answer = await env.call("POST", "/api/trading/orders/", token, body, 400)
+    assert answer["code"] == "order_rejected"
+    [order] = await env.call("GET", "/api/trading/orders/", token)
+    assert order["status"] == "failed"
+    assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0

@@ -10,6 +10,7 @@ loopback answers only loopback names by default (setting `allowed_hosts`); other
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,12 +37,16 @@ def allowed_hosts(setting: str, bound_host: str) -> tuple[str, ...] | None:
     return None if "*" in names else names
 
 
-def host_name(header: bytes) -> str:
-    """The name of a Host header, without its port: `[::1]:8000` -> `::1`."""
-    text = header.decode("latin-1").strip().lower()
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    return text.rpartition(":")[0] if text.count(":") == 1 else text
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::[0-9]{1,5})?")
+
+
+def host_name(header: bytes) -> str | None:
+    """The name of a Host header without its port (`[::1]:8000` -> `::1`); None when it is not
+    a well-formed host[:port] at all (`localhost:80@evil`, `[::1]evil`)."""
+    match = _HOST.fullmatch(header.decode("latin-1").strip().lower())
+    if match is None:
+        return None
+    return match["ip6"] or match["name"]
 
 
 def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
@@ -65,7 +70,8 @@ class HostGuard:
             return
         header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
         # HTTP/1.0 may omit Host; browsers never do, so there is nothing to rebind then.
-        if header is None or host_allowed(host_name(header), self.allowed):
+        name = None if header is None else host_name(header)
+        if header is None or (name is not None and host_allowed(name, self.allowed)):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

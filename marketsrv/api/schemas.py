@@ -6,9 +6,9 @@ Prices are JSON numbers in KES, exact to the cent; timestamps are integer millis
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from marketsrv.units import MAX_DEPTH
 
@@ -16,13 +16,23 @@ MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
 
 
+def _ascii_whole(value: object) -> object:
+    """Query numbers are ASCII digits: pydantic alone would take "1_0", "+1", " 1" and "1.0"."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written with the digits 0-9")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_ascii_whole)]
+
+
 class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class PageQuery(_Query):
-    page: int = Field(1, ge=1, description="Page number, from 1.")
-    page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description="Items per page.")
+    page: QueryInt = Field(1, ge=1, description="Page number, from 1.")
+    page_size: QueryInt = Field(20, ge=1, le=MAX_PAGE_SIZE, description="Items per page.")
 
 
 class TrendingQuery(PageQuery):
@@ -32,16 +42,16 @@ class TrendingQuery(PageQuery):
 
 
 class DepthQuery(_Query):
-    depth: int = Field(10, ge=1, le=MAX_DEPTH, description="Levels per side, 1 to 50.")
+    depth: QueryInt = Field(10, ge=1, le=MAX_DEPTH, description="Levels per side, 1 to 50.")
 
 
 class TradesQuery(_Query):
-    limit: int = Field(50, ge=1, le=1000, description="Newest trades to return, 1 to 1000.")
+    limit: QueryInt = Field(50, ge=1, le=1000, description="Newest trades to return, 1 to 1000.")
 
 
 class CandlesQuery(_Query):
     interval: Literal["1m", "5m", "15m", "1h"] = "1m"
-    limit: int = Field(100, ge=1, le=1440, description="Newest candles to return, 1 to 1440.")
+    limit: QueryInt = Field(100, ge=1, le=1440, description="Newest candles to return, 1 to 1440.")
 
 
 class BatchRequest(BaseModel):

@@ -123,7 +123,13 @@ async def move_cash(
 
 @blueprint.post("/orders/")
 @errors(
-    s400=["unknown_symbol", "price_out_of_band", "insufficient_funds", "insufficient_holdings"],
+    s400=[
+        "unknown_symbol",
+        "price_out_of_band",
+        "insufficient_funds",
+        "insufficient_holdings",
+        "order_rejected",
+    ],
     s409=["client_order_id_reused"],
     s503=["trading_suspended", "settlement_failed"],
 )

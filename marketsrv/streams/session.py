@@ -62,6 +62,8 @@ class Session:
     def receive(self, text: str | None = None, data: bytes | None = None) -> None:
         """Handle one inbound WebSocket message (exactly one of `text`, `data`)."""
         conn = self.conn
+        if conn.closing is not None:
+            return  # closed (or refused: an unknown symbol, a full server): nothing more to say
         if not self.limiter.allow():
             self.strikes += 1
             if self.strikes >= 2 * self.limits.max_messages_per_s:

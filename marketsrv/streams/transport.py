@@ -174,5 +174,9 @@ def transport_for(send: AsgiSend, fast_path: bool) -> Transport:
     # A stream closed before its handshake (early data, above) never got a wsproto connection;
     # plain ASGI sends to it are dropped, and its receive says the client left.
     if install() and type(stream).__name__ == "WSStream" and hasattr(stream, "connection"):
-        return HypercornTransport(send, stream, batch=fast_path)
+        # Batched writes go straight to the TCP socket: right under HTTP/1.1 only, never inside
+        # an HTTP/2 connection's framing (a WebSocket over h2 sends through ASGI).
+        protocol = getattr(getattr(stream, "send", None), "__self__", None)
+        http11 = type(protocol).__name__ == "H11Protocol"
+        return HypercornTransport(send, stream, batch=fast_path and http11)
     return AsgiTransport(send)

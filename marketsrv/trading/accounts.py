@@ -159,6 +159,8 @@ class Accounts:
     async def login(self, username: object, password: object, client: str = "") -> tuple[User, str]:
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("invalid_credentials", "username and password are required")
+        if len(username) > 64 or len(password) > MAX_PASSWORD:  # no account has these
+            raise BadRequest("invalid_credentials", "Unable to log in with those credentials.")
         # Charged before the password is checked, refunded when it was right.
         charges = enforce([(self._by_address, client), (self._by_account, username.lower())])
 
@@ -169,12 +171,10 @@ class Accounts:
             ).fetchone()
             return None if row is None else (User(row[0], row[1], row[2]), row[3])
 
-        found = None
-        if len(password) <= MAX_PASSWORD and len(username) <= 64:  # no password is longer
-            found = await self.store.read(find)
-            stored_hash = found[1] if found else await self._dummy_hash()
-            if not await self._verify(stored_hash, password):
-                found = None
+        found = await self.store.read(find)
+        stored_hash = found[1] if found else await self._dummy_hash()
+        if not await self._verify(stored_hash, password):
+            found = None
         if found is None:
             raise BadRequest("invalid_credentials", "Unable to log in with those credentials.")
         refund_all(charges)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import trio
 
-from marketsrv.engine import OrderResult, Side, TimeInForce
+from marketsrv.engine import OrderRejected, OrderResult, Side, TimeInForce
 from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Instrument, Market
 from marketsrv.trading import ledger
@@ -127,7 +127,12 @@ class Orders:
         if cents < 0:
             raise BadRequest("invalid_price", "price must be positive")
         if side is Side.BUY:  # whole ticks at or below the limit
-            return min(collar, cents // inst.tick_cents)
+            ticks = cents // inst.tick_cents
+            if ticks < 1:
+                raise BadRequest(
+                    "invalid_price", f"the price limit is below one tick ({inst.tick_size})"
+                )
+            return min(collar, ticks)
         return max(collar, -(-cents // inst.tick_cents))
 
     def _collar(self, symbol: str, side: Side, quantity: int) -> int:
@@ -183,6 +188,14 @@ class Orders:
                     order.symbol, Side(order.side), order.quantity, order.price_ticks,
                     TimeInForce(order.time_in_force), owner_of(order.user_id), -order_id,
                 )  # fmt: skip
+            except OrderRejected as exc:
+                # Validation should have refused it; never leave it open without a book entry.
+                note = f"failed: the matching engine refused it ({exc})"
+                now = self.market.clock()
+                await self.store.write(
+                    lambda conn: ledger.close_order(conn, order_id, "failed", note, now)
+                )
+                raise BadRequest("order_rejected", note) from None
             finally:
                 self._settling -= 1
 
