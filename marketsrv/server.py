@@ -20,7 +20,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from marketsrv.app import build_runtime, create_asgi
 from marketsrv.runtime import Runtime
 from marketsrv.settings import Settings
-from marketsrv.streams.transport import COMPRESSION_ATTR
+from marketsrv.streams.transport import CLOSE_TIMEOUT_ATTR, COMPRESSION_ATTR
 from marketsrv.streams.transport import install as install_transport_hook
 
 log = logging.getLogger("marketsrv")
@@ -74,6 +74,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # Read by the stream transport's hypercorn hook (streams/transport.py), which is installed
     # here so that it can refuse permessage-deflate whichever write path the connections use.
     setattr(config, COMPRESSION_ATTR, settings.ws_compression)
+    setattr(config, CLOSE_TIMEOUT_ATTR, settings.ws_close_timeout_s)
     guard_connections()
     if not install_transport_hook() and not settings.ws_compression:
         log.warning("cannot refuse permessage-deflate on this hypercorn; clients may negotiate it")

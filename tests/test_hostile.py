@@ -359,3 +359,16 @@ async def test_impossible_usernames_are_not_throttle_keys(start_server: ServerFa
         answer = await http.post("/api/accounts/login/", json=body)
         assert answer.status_code == 400 and answer.json()["code"] == "invalid_credentials"
     assert not runtime.trading().accounts._by_account._events
+
+
+async def test_a_client_ignoring_a_1009_close_is_dropped(start_server: ServerFactory) -> None:
+    """hypercorn itself closes a connection whose message is over the size limit (1009); a
+    client that ignores that close frame is dropped after the close timeout too."""
+    url, _ = await start_server(ws_max_message_bytes=1024, ws_close_timeout_s=0.5)
+    stream, early = await _handshake(port_of(url), "/ws/market/")
+    payload = b"x" * 2000
+    frame = b"\x81\xfe" + len(payload).to_bytes(2, "big") + b"\x00\x00\x00\x00" + payload
+    await stream.send_all(frame)
+    rest = early + await read_until_closed(stream)  # the server hangs up, we never answer
+    assert b"\x88\x02" + (1009).to_bytes(2, "big") in rest
+    await stream.aclose()

@@ -34,6 +34,8 @@ log = logging.getLogger("marketsrv.streams")
 TESTED_HYPERCORN = ("0.18.",)  # version prefixes; pyproject.toml allows no other
 _LAST_RX = "_marketsrv_last_rx"
 COMPRESSION_ATTR = "marketsrv_ws_compression"  # set on hypercorn's Config by server.py
+CLOSE_TIMEOUT_ATTR = "marketsrv_ws_close_timeout_s"  # likewise
+_CLOSE_WATCHED = "_marketsrv_close_watched"
 
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -133,6 +135,7 @@ def install() -> bool:
         return False
     from hypercorn.protocol.events import Data, Request, StreamClosed
     from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+    from wsproto.connection import ConnectionState as WSState
 
     original = WSStream.handle
 
@@ -150,6 +153,18 @@ def install() -> bool:
                 ]
                 event = dataclasses.replace(event, headers=headers)
         await original(self, event)
+        if isinstance(event, Data) and not getattr(self, _CLOSE_WATCHED, False):
+            connection = getattr(self, "connection", None)
+            if connection is not None and connection.state is WSState.LOCAL_CLOSING:
+                # hypercorn closed it on its own (a message over the size limit: 1009), where
+                # the app's close timeout does not see it: the same patience applies here.
+                setattr(self, _CLOSE_WATCHED, True)
+                self.task_group.spawn(_drop_unanswered, self)
+
+    async def _drop_unanswered(self: Any) -> None:
+        await trio.sleep(getattr(self.config, CLOSE_TIMEOUT_ATTR, 3.0))
+        if not self.closed:
+            await self.send(StreamClosed(stream_id=self.stream_id))  # closes the TCP connection
 
     async def _refuse_early_data(self: Any) -> None:
         """A client sent frames before our 101 (RFC 6455 4.1 says it must wait): answer 400 and
