@@ -307,7 +307,7 @@ async def test_cors_preflight_for_a_frontend_on_another_origin(env: Env) -> None
 
 async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> None:
     """Two open orders that crossed (their settlement never committed) trade when reloaded."""
-    from marketsrv.trading import ledger, wallet
+    from marketsrv.trading import settlement, wallet
     from marketsrv.trading.accounts import insert_user
     from storage import Database
 
@@ -324,7 +324,7 @@ async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> 
             (seller.id,),
         )
         for user, side, price in ((seller, "sell", 2850), (buyer, "buy", 2860)):
-            ledger.accept(conn, ledger.NewOrder(
+            settlement.accept(conn, settlement.NewOrder(
                 user.id, "SCOM", side, "limit", "gtc", 300, price, price // 5, price, None, side, now,
             ))  # fmt: skip
 
@@ -415,7 +415,7 @@ async def test_an_order_needs_a_side(env: Env) -> None:
 async def test_a_failed_settlement_suspends_trading_and_cancel_heals(
     env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marketsrv.trading import ledger
+    from marketsrv.trading import settlement
 
     seller, buyer = await env.user("mia", cash=100000), await env.user("noah", cash=100000)
     await env.call(
@@ -440,7 +440,7 @@ async def test_a_failed_settlement_suspends_trading_and_cancel_heals(
     def broken(*args: Any) -> int:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(ledger, "apply_fill", broken)
+    monkeypatch.setattr(settlement, "apply_fill", broken)
     failed = await env.call(
         "POST",
         "/api/trading/orders/",
@@ -520,7 +520,7 @@ async def test_a_failed_maker_settlement_suspends_on_the_trio_thread(
     """The writer thread reports the failure; the order service's state changes on trio's."""
     import threading
 
-    from marketsrv.trading import ledger
+    from marketsrv.trading import settlement
 
     token = await env.user("otto", cash=500000)
     bid = env.market.books["EQTY"].best_bid()
@@ -540,7 +540,7 @@ async def test_a_failed_maker_settlement_suspends_on_the_trio_thread(
         suspended_on.append(threading.get_ident())
         original(exc)
 
-    monkeypatch.setattr(ledger, "apply_fill", broken)
+    monkeypatch.setattr(settlement, "apply_fill", broken)
     monkeypatch.setattr(orders, "_suspend", suspend)
     with trio.fail_after(30):
         while not suspended_on:

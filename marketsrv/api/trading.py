@@ -25,10 +25,8 @@ from marketsrv.api.trading_schemas import (
 )
 from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
-from marketsrv.trading import portfolio, wallet
-from marketsrv.trading.orders import order_json
+from marketsrv.trading import portfolio, views, wallet
 from marketsrv.trading.requests import Amount, OrderRequest, validate_body
-from marketsrv.units import iso_ms
 
 blueprint = Blueprint("trading", __name__, url_prefix="/api/trading")
 PAGE_SIZE = 20
@@ -147,36 +145,6 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(dumps(body), status=status, mimetype="application/json")
 
 
-def _orders_query(
-    conn: sqlite3.Connection,
-    uid: int,
-    status: str | None,
-    symbol: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[dict[str, Any]], int]:
-    where, args = ["user_id = ?"], list[object]([uid])
-    if status:
-        where.append("status = ?")
-        args.append(status)
-    if symbol:
-        where.append("symbol = ?")
-        args.append(symbol.upper())
-    clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM orders WHERE {clause}", args).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM orders WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
-        [*args, limit, offset],
-    ).fetchall()
-    out = []
-    for row in rows:
-        fills = conn.execute(
-            "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (row["id"],)
-        ).fetchall()
-        out.append(order_json(row, fills))
-    return out, total
-
-
 STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
 
 
@@ -193,7 +161,7 @@ async def list_orders() -> dict[str, Any]:
     rows, total = (
         await current_runtime()
         .trading()
-        .store.read(lambda c: _orders_query(c, uid, status, symbol, size, (page - 1) * size))
+        .store.read(lambda c: views.orders_page(c, uid, status, symbol, size, (page - 1) * size))
     )
     return page_of(rows, total, page, size)
 
@@ -206,7 +174,7 @@ async def orders_array() -> list[dict[str, Any]]:
     rows, _ = (
         await current_runtime()
         .trading()
-        .store.read(lambda c: _orders_query(c, uid, None, None, 100, 0))
+        .store.read(lambda c: views.orders_page(c, uid, None, None, 100, 0))
     )
     return rows
 
@@ -240,22 +208,11 @@ async def fills() -> dict[str, Any]:
     page, size = page_args()
     uid = user_id()
 
-    def work(c: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
-        total = c.execute("SELECT count(*) FROM fills WHERE user_id = ?", (uid,)).fetchone()[0]
-        rows = c.execute(
-            "SELECT * FROM fills WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
-            (uid, size, (page - 1) * size),
-        ).fetchall()
-        return [
-            {"id": r["id"], "order_id": r["order_id"], "symbol": r["symbol"], "side": r["side"],
-             "price": r["price_cents"] / 100, "quantity": r["quantity"],
-             "amount": r["price_cents"] * r["quantity"] / 100,
-             "realized_pnl": r["realized_pnl_cents"] / 100, "trade_id": r["trade_id"],
-             "created_at": iso_ms(r["created_at"])}
-            for r in rows
-        ], total  # fmt: skip
-
-    rows, total = await current_runtime().trading().store.read(work)
+    rows, total = (
+        await current_runtime()
+        .trading()
+        .store.read(lambda c: views.fills_page(c, uid, size, (page - 1) * size))
+    )
     return page_of(rows, total, page, size)
 
 
@@ -284,7 +241,7 @@ async def portfolio_metrics() -> dict[str, Any]:
     now = rt.market.clock()
 
     def work(c: sqlite3.Connection) -> dict[str, Any]:
-        recent, _ = _orders_query(c, uid, None, None, 10, 0)
+        recent, _ = views.orders_page(c, uid, None, None, 10, 0)
         return portfolio.metrics(c, uid, recent, now)
 
     return await rt.trading().store.read(work)

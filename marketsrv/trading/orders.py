@@ -24,12 +24,12 @@ import trio
 from marketsrv.engine import OrderRejected, OrderResult, Side, TimeInForce
 from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Instrument, Market
-from marketsrv.trading import ledger
-from marketsrv.trading.ledger import Fill, NewOrder
+from marketsrv.trading import settlement
 from marketsrv.trading.money import parse_cents
 from marketsrv.trading.requests import OrderRequest
+from marketsrv.trading.settlement import OPEN, NewOrder, owner_of
 from marketsrv.trading.store import Store
-from marketsrv.units import iso_ms, iso_or_none
+from marketsrv.trading.views import order_view
 from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
@@ -37,14 +37,6 @@ log = logging.getLogger("marketsrv.trading")
 PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
 COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
 IN_FLIGHT_WAIT_S = 10.0  # a cancel waits this long at most for the order's own settlement
-
-
-def owner_of(user_id: int) -> str:
-    return f"u{user_id}"
-
-
-def user_of(owner: str | None) -> int | None:
-    return int(owner[1:]) if owner and owner.startswith("u") else None
 
 
 class Orders:
@@ -170,7 +162,7 @@ class Orders:
         uid = order.user_id
         self._accepting[uid] = self._accepting.get(uid, 0) + 1
         try:
-            row, created = await self.store.write(lambda conn: ledger.accept(conn, order))
+            row, created = await self.store.write(lambda conn: settlement.accept(conn, order))
             if created:  # in flight before the acceptance is let go: no await in between
                 self._in_flight.add(row["id"])
         finally:
@@ -193,7 +185,7 @@ class Orders:
                 note = f"failed: the matching engine refused it ({exc})"
                 now = self.market.clock()
                 await self.store.write(
-                    lambda conn: ledger.close_order(conn, order_id, "failed", note, now)
+                    lambda conn: settlement.close_order(conn, order_id, "failed", note, now)
                 )
                 raise BadRequest("order_rejected", note) from None
             finally:
@@ -202,7 +194,9 @@ class Orders:
             now = self.market.clock()
 
             def settle(conn: sqlite3.Connection) -> dict[str, Any]:
-                self._settle(conn, order.symbol, result, order_id, now)
+                settlement.settle(
+                    conn, self.market.instruments[order.symbol], result, order_id, now
+                )
                 return order_view(conn, order_id)  # same transaction: no extra read hop
 
             try:
@@ -222,10 +216,10 @@ class Orders:
         )
 
     async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
-        row = await self.store.read(lambda conn: ledger.order_row(conn, order_id))
+        row = await self.store.read(lambda conn: settlement.order_row(conn, order_id))
         if row["user_id"] != user_id:
             raise NotFound("order_not_found", "no such order")
-        if row["status"] not in ledger.OPEN:
+        if row["status"] not in OPEN:
             raise BadRequest(
                 "order_not_open", f"the order is {row['status']} and cannot be cancelled"
             )
@@ -246,9 +240,9 @@ class Orders:
         now = self.market.clock()
 
         def work(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
-            still_open = ledger.order_row(conn, order_id)["status"] in ledger.OPEN
+            still_open = settlement.order_row(conn, order_id)["status"] in OPEN
             if still_open:
-                ledger.close_order(conn, order_id, "cancelled", "cancelled by the user", now)
+                settlement.close_order(conn, order_id, "cancelled", "cancelled by the user", now)
             return still_open, order_view(conn, order_id)
 
         closed, order = await self.store.write(work)
@@ -257,55 +251,6 @@ class Orders:
                 "order_not_open", f"the order is {order['status']} and cannot be cancelled"
             )
         return order
-
-    # -- settlement ----------------------------------------------------------------------------
-
-    def _settle(
-        self,
-        conn: sqlite3.Connection,
-        symbol: str,
-        result: OrderResult,
-        taker_id: int | None,
-        now: int,
-    ) -> None:
-        inst = self.market.instruments[symbol]
-        for trade in result.trades:
-            price = inst.cents(trade.price)
-            maker_user = user_of(trade.maker_owner)
-            if maker_user is not None:
-                ledger.apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
-                                             trade.aggressor.opposite.value, price, trade.quantity,
-                                             trade.trade_id, trade.timestamp_ms))  # fmt: skip
-                ledger.release_unused(conn, -trade.maker_order_id)
-            taker_user = user_of(trade.taker_owner)
-            if taker_user is not None and taker_id is not None:
-                ledger.apply_fill(conn, Fill(taker_id, taker_user, symbol, trade.aggressor.value,
-                                             price, trade.quantity, trade.trade_id,
-                                             trade.timestamp_ms))  # fmt: skip
-        for resting_id, _ in result.self_trade_cancels:
-            ledger.close_order(
-                conn,
-                -resting_id,
-                "cancelled",
-                "cancelled: a newer order of yours met it (self-trade prevention)",
-                now,
-            )
-        if taker_id is None:
-            return
-        if not result.cancelled:
-            ledger.release_unused(conn, taker_id)
-            return
-        row = ledger.order_row(conn, taker_id)
-        if result.filled:
-            status = "cancelled"
-            note = f"partly filled ({result.filled} of {result.quantity}); the rest was cancelled"
-        elif row["time_in_force"] == "fok":
-            status, note = "cancelled", "fill or kill: not enough liquidity to fill it all at once"
-        elif row["order_type"] == "market":
-            status, note = "failed", "no liquidity within the market order's price collar or limit"
-        else:
-            status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
-        ledger.close_order(conn, taker_id, status, note, now)
 
     def _on_result(self, symbol: str, result: OrderResult) -> None:
         """Market listener: settle user orders that other flow traded against (simulated takers)."""
@@ -327,7 +272,12 @@ class Orders:
 
         try:
             now = self.market.clock()
-            self.store.db.submit(lambda conn: self._settle(conn, symbol, result, None, now), done)
+            self.store.db.submit(
+                lambda conn: settlement.settle(
+                    conn, self.market.instruments[symbol], result, None, now
+                ),
+                done,
+            )
         except StorageClosed:
             log.error("fills of resting user orders arrived after the database closed")
 
@@ -340,14 +290,14 @@ class Orders:
         """At start-up, before the simulator runs: put open GTC orders back in the (empty) books in
         their time order; orders accepted but never matched (IOC/FOK) are closed, releasing holds."""
         count, now = 0, self.market.clock()
-        for row in ledger.open_orders(conn):
+        for row in settlement.open_orders(conn):
             if row["symbol"] not in self.market.instruments:
                 note = f"cancelled: {row['symbol']} is no longer listed on this server"
-                ledger.close_order(conn, row["id"], "cancelled", note, now)
+                settlement.close_order(conn, row["id"], "cancelled", note, now)
                 continue
             if row["time_in_force"] != "gtc":
                 note = "cancelled: the server restarted before it was matched"
-                ledger.close_order(conn, row["id"], "cancelled", note, now)
+                settlement.close_order(conn, row["id"], "cancelled", note, now)
                 continue
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
@@ -361,51 +311,8 @@ class Orders:
             if result.trades or result.self_trade_cancels:
                 # Two open orders that crossed: their match happened before the crash but its
                 # settlement never committed. Settle it now, in this same transaction.
-                self._settle(conn, row["symbol"], result, row["id"], now)
+                settlement.settle(
+                    conn, self.market.instruments[row["symbol"]], result, row["id"], now
+                )
             count += 1
         return count
-
-
-def order_view(
-    conn: sqlite3.Connection, order_id: int, user_id: int | None = None
-) -> dict[str, Any]:
-    """An order with its fills as JSON; a 404 if `user_id` is given and is not its owner."""
-    row = ledger.order_row(conn, order_id)
-    if user_id is not None and row["user_id"] != user_id:
-        raise NotFound("order_not_found", "no such order")
-    fills = conn.execute(
-        "SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)
-    ).fetchall()
-    return order_json(row, fills)
-
-
-_NOTES = {
-    "pending": "Order placed: resting in the book",
-    "partially_filled": "Order partially filled: the rest is resting in the book",
-    "executed": "Order executed",
-}
-
-
-def order_json(row: sqlite3.Row, fills: list[sqlite3.Row]) -> dict[str, Any]:
-    filled = row["filled_quantity"]
-    average = round(row["filled_cents"] / filled / 100, 2) if filled else None
-    price = row["price_cents"] / 100 if row["price_cents"] is not None else average
-    pnl = sum(f["realized_pnl_cents"] for f in fills)
-    return {
-        "id": row["id"], "order_id": row["id"], "client_order_id": row["client_order_id"],
-        "symbol": row["symbol"], "stock_symbol": row["symbol"], "side": row["side"],
-        "order_type": row["order_type"], "time_in_force": row["time_in_force"],
-        "price": price, "quantity": row["quantity"], "filled_quantity": filled,
-        "remaining_quantity": row["quantity"] - filled if row["status"] in ledger.OPEN else 0,
-        "average_price": average, "amount": round((price or 0.0) * row["quantity"], 2),
-        "status": row["status"], "note": row["note"] or _NOTES.get(row["status"], ""),
-        "profit_loss": pnl / 100,
-        "created_at": iso_or_none(row["created_at"]), "updated_at": iso_or_none(row["updated_at"]),
-        "executed_at": iso_ms(fills[-1]["created_at"]) if fills else None,
-        "fills": [
-            {"id": f["id"], "price": f["price_cents"] / 100, "quantity": f["quantity"],
-             "realized_pnl": f["realized_pnl_cents"] / 100, "trade_id": f["trade_id"],
-             "created_at": iso_ms(f["created_at"])}
-            for f in fills
-        ],
-    }  # fmt: skip

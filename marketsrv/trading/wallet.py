@@ -11,10 +11,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from marketsrv.errors import BadRequest, NotFound
 from marketsrv.trading.money import MAX_DEPOSIT_CENTS, parse_cents
+from marketsrv.trading.outbox import outbox
 from marketsrv.units import kes
 
 
@@ -34,16 +33,6 @@ class Wallet:
             "held": kes(self.held_cents),
             "currency": "KES",
         }
-
-
-def outbox(
-    conn: sqlite3.Connection, key: str, topic: str, user_id: int, payload: Any, now: int
-) -> None:
-    """A row for the relay to publish, written in the caller's transaction; `key` is unique."""
-    conn.execute(
-        "INSERT INTO outbox (key, topic, user_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-        (key, topic, user_id, orjson.dumps(payload).decode(), now),
-    )
 
 
 def get_wallet(conn: sqlite3.Connection, user_id: int) -> Wallet:

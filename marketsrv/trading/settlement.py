@@ -1,4 +1,4 @@
-"""The SQL of an order's life, each function run inside one writer transaction.
+"""Settlement: the SQL of an order's life, each function run inside one writer transaction.
 
 accept: check and hold the cash or shares, insert the order.   settle: record what the book did
 (fills on both sides, cash, holdings, realized P&L, statuses, released holds).   cancel: release
@@ -16,8 +16,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from marketsrv.engine import OrderResult
 from marketsrv.errors import BadRequest, Conflict, NotFound
-from marketsrv.trading.wallet import get_wallet, outbox, post_ledger
+from marketsrv.market import Instrument
+from marketsrv.trading.outbox import outbox
+from marketsrv.trading.wallet import get_wallet, post_ledger
 
 OPEN = ("pending", "partially_filled")
 
@@ -221,3 +224,59 @@ def open_orders(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return list(
         conn.execute("SELECT * FROM orders WHERE status IN (?, ?) ORDER BY id", OPEN).fetchall()
     )
+
+
+def owner_of(user_id: int) -> str:
+    """A user's orders in the engine: owner `u<id>`, so self-trade prevention is per user, and
+    order id the negative of the database id (simulated orders have positive ids)."""
+    return f"u{user_id}"
+
+
+def user_of(owner: str | None) -> int | None:
+    return int(owner[1:]) if owner and owner.startswith("u") else None
+
+
+def settle(
+    conn: sqlite3.Connection,
+    inst: Instrument,
+    result: OrderResult,
+    taker_id: int | None,
+    now: int,
+) -> None:
+    """Record what the book did with one order, in one pass: every trade's fills on the user
+    sides (fill rows, cash postings, holdings, P&L, order statuses, outbox rows), the user's
+    resting orders the self-trade rule cancelled, and how the taker ended (`taker_id` None: a
+    simulated taker, whose fills against users' resting orders are recorded alone)."""
+    symbol = inst.symbol
+    for trade in result.trades:
+        price = inst.cents(trade.price)
+        maker_user = user_of(trade.maker_owner)
+        if maker_user is not None:
+            apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
+                                  trade.aggressor.opposite.value, price, trade.quantity,
+                                  trade.trade_id, trade.timestamp_ms))  # fmt: skip
+            release_unused(conn, -trade.maker_order_id)
+        taker_user = user_of(trade.taker_owner)
+        if taker_user is not None and taker_id is not None:
+            apply_fill(conn, Fill(taker_id, taker_user, symbol, trade.aggressor.value,
+                                  price, trade.quantity, trade.trade_id,
+                                  trade.timestamp_ms))  # fmt: skip
+    for resting_id, _ in result.self_trade_cancels:
+        note = "cancelled: a newer order of yours met it (self-trade prevention)"
+        close_order(conn, -resting_id, "cancelled", note, now)
+    if taker_id is None:
+        return
+    if not result.cancelled:
+        release_unused(conn, taker_id)
+        return
+    row = order_row(conn, taker_id)
+    if result.filled:
+        status = "cancelled"
+        note = f"partly filled ({result.filled} of {result.quantity}); the rest was cancelled"
+    elif row["time_in_force"] == "fok":
+        status, note = "cancelled", "fill or kill: not enough liquidity to fill it all at once"
+    elif row["order_type"] == "market":
+        status, note = "failed", "no liquidity within the market order's price collar or limit"
+    else:
+        status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
+    close_order(conn, taker_id, status, note, now)
