@@ -464,3 +464,18 @@ async def test_a_refused_connection_ignores_what_its_client_says(hub: Hub) -> No
     session.receive(text='{"depth": 5}')
     session.receive(text='{"type": "snapshot"}')
     assert conn.take() == []
+
+
+def test_rest_and_stream_render_one_quote(market: tuple[Market, Simulator, FakeClock]) -> None:
+    """A drift guard: REST's stock and the stream's market_data say the same of one moment."""
+    from marketsrv.api.stocks import stock_view
+
+    m, _, _ = market
+    for symbol in ("SCOM", "KCB"):
+        rest = stock_view(m, symbol).model_dump()
+        stream = frames_module.market_data(m, symbol)
+        assert rest["current_price"] == stream["price"]
+        assert rest["change_percent"] == stream["changePercent"]
+        for key in ("volume", "high", "low", "open", "previous_close", "change", "bid", "ask",
+                    "bid_size", "ask_size", "trades"):  # fmt: skip
+            assert rest[key] == stream[key], key

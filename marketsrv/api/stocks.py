@@ -6,13 +6,13 @@ Every answer is computed from the live market at the moment of the request; ther
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
-from quart import Blueprint, request
+from quart import Blueprint
 from quart_schema import hide, validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import MethodNotAllowed
 
 from marketsrv.api.openapi import errors
+from marketsrv.api.pages import page_of
 from marketsrv.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -35,6 +35,7 @@ from marketsrv.api.schemas import (
 )
 from marketsrv.errors import NotFound
 from marketsrv.market import Instrument, Market
+from marketsrv.market.quote import quote
 from marketsrv.runtime import current_runtime
 from marketsrv.units import MINUTE_MS, iso_ms
 
@@ -44,39 +45,15 @@ _INTERVAL_MS = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h
 
 
 def stock_view(market: Market, symbol: str) -> Stock:
-    inst = market.instruments[symbol]
-    stats = market.stats[symbol]
-    bid, bid_size, ask, ask_size = market.top_of_book(symbol)
-    price = inst.price
-    current = stats.current
-    updated = market.updated_ms[symbol]
-    vwap = stats.vwap
+    q = quote(market, symbol)
     return Stock(
-        symbol=symbol,
-        name=inst.name,
-        sector=inst.sector,
-        current_price=price(current),
-        previous_close=price(stats.previous_close),
-        open=price(current if stats.open is None else stats.open),
-        high=price(current if stats.high is None else stats.high),
-        low=price(current if stats.low is None else stats.low),
-        change=price(stats.change),
-        change_percent=stats.change_percent,
-        percentage_change=stats.change_percent,
-        volume=stats.volume,
-        turnover=inst.cents(stats.turnover) / 100,
-        vwap=None if vwap is None else round(vwap * inst.tick_cents) / 100,
-        trades=stats.trade_count,
-        bid=None if bid is None else price(bid),
-        ask=None if ask is None else price(ask),
-        bid_size=bid_size,
-        ask_size=ask_size,
-        tick_size=float(inst.tick_size),
-        lot_size=inst.lot_size,
-        is_active=True,
-        last_updated=iso_ms(updated),
-        timestamp=updated,
-    )
+        symbol=q.symbol, name=q.name, sector=q.sector, current_price=q.price,
+        previous_close=q.previous_close, open=q.open, high=q.high, low=q.low, change=q.change,
+        change_percent=q.change_percent, percentage_change=q.change_percent, volume=q.volume,
+        turnover=q.turnover, vwap=q.vwap, trades=q.trades, bid=q.bid, ask=q.ask,
+        bid_size=q.bid_size, ask_size=q.ask_size, tick_size=q.tick_size, lot_size=q.lot_size,
+        is_active=True, last_updated=iso_ms(q.updated_ms), timestamp=q.updated_ms,
+    )  # fmt: skip
 
 
 def find_symbol(market: Market, raw: str) -> Instrument:
@@ -87,22 +64,9 @@ def find_symbol(market: Market, raw: str) -> Instrument:
 
 
 def paginate(items: list[Stock], query: PageQuery) -> StockPage:
-    pages = max(1, -(-len(items) // query.page_size))
-    if query.page > pages:
-        raise NotFound("invalid_page", f"Invalid page: there are {pages} page(s).", pages=pages)
     start = (query.page - 1) * query.page_size
-
-    def link(page: int) -> str:
-        args = request.args.to_dict()
-        args["page"] = str(page)
-        return f"{request.base_url}?{urlencode(args)}"
-
-    return StockPage(
-        count=len(items),
-        next=link(query.page + 1) if query.page < pages else None,
-        previous=link(query.page - 1) if query.page > 1 else None,
-        results=items[start : start + query.page_size],
-    )
+    chosen = items[start : start + query.page_size]
+    return StockPage(**page_of(chosen, len(items), query.page, query.page_size))
 
 
 @blueprint.get("/health/")

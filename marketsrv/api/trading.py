@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response
@@ -13,6 +12,7 @@ from quart_schema import document_request, document_response
 from marketsrv.api.accounts import current_user
 from marketsrv.api.jsonio import dumps
 from marketsrv.api.openapi import errors
+from marketsrv.api.pages import page_of
 from marketsrv.api.trading_schemas import (
     FillPage,
     HoldingOut,
@@ -59,24 +59,6 @@ def page_args() -> tuple[int, int]:
     if page < 1 or not 1 <= size <= 100:
         raise BadRequest("invalid_page", "page must be at least 1 and page_size 1 to 100")
     return page, size
-
-
-def page_of(rows: list[Any], total: int, page: int, size: int) -> dict[str, Any]:
-    pages = max(1, -(-total // size))
-    if page > pages:
-        raise NotFound("invalid_page", f"Invalid page: there are {pages} page(s).")
-
-    def link(n: int) -> str:
-        args = request.args.to_dict()
-        args["page"] = str(n)
-        return f"{request.base_url}?{urlencode(args)}"
-
-    return {
-        "count": total,
-        "next": link(page + 1) if page < pages else None,
-        "previous": link(page - 1) if page > 1 else None,
-        "results": rows,
-    }
 
 
 # -- wallet ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import orjson
 
 from marketsrv.engine import BookDiff
 from marketsrv.market import Instrument, Market
+from marketsrv.market.quote import quote
 from marketsrv.market.state import TradeRecord
 from marketsrv.market.stats import Candle
 
@@ -64,29 +65,13 @@ def error_frame(ts: float, code: str, message: str, **extra: Any) -> Frame:
 
 def market_data(market: Market, symbol: str) -> dict[str, Any]:
     """The seed's `market_data`: price, volume, high, low, change, changePercent, top of book."""
-    inst = market.instruments[symbol]
-    stats = market.stats[symbol]
-    price = inst.price
-    bid, bid_size, ask, ask_size = market.top_of_book(symbol)
-    current = stats.current
+    q = quote(market, symbol)
     return {
-        "symbol": symbol,
-        "price": price(current),
-        "volume": stats.volume,
-        "high": price(current if stats.high is None else stats.high),
-        "low": price(current if stats.low is None else stats.low),
-        "open": price(current if stats.open is None else stats.open),
-        "previous_close": price(stats.previous_close),
-        "change": price(stats.change),
-        "changePercent": stats.change_percent,
-        "bid": None if bid is None else price(bid),
-        "ask": None if ask is None else price(ask),
-        "bid_size": bid_size,
-        "ask_size": ask_size,
-        "trades": stats.trade_count,
-        "seq": market.books[symbol].seq,
-        "timestamp": market.clock(),
-    }
+        "symbol": symbol, "price": q.price, "volume": q.volume, "high": q.high, "low": q.low,
+        "open": q.open, "previous_close": q.previous_close, "change": q.change,
+        "changePercent": q.change_percent, "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size,
+        "ask_size": q.ask_size, "trades": q.trades, "seq": q.seq, "timestamp": market.clock(),
+    }  # fmt: skip
 
 
 def _levels(inst: Instrument, rows: list[tuple[int, int]]) -> list[dict[str, Any]]:
