@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
 import trio
+import trio_websocket
+from trio_websocket import WebSocketConnection
 
 from marketsrv.market import Instrument, Market, Simulator, load_universe
+from marketsrv.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 SYM50 = REPO / "scripts" / "data" / "universe-sym50.json"
@@ -145,3 +151,70 @@ def check_invariants(path: Path) -> None:
         ).fetchone()[0]
         assert quantity == bought - sold >= 0 and held == shares_held, (user_id, symbol)
     conn.close()
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+# The `start_server` fixture (conftest.py): `await start_server(**settings)` -> (url, runtime).
+ServerFactory = Callable[..., Awaitable[tuple[str, Runtime]]]
+
+
+def in_process_runtime(market: Market, trading: Any = None) -> Runtime:
+    """A Runtime for the in-process test client: no simulator task (tests step the market by
+    hand), the given trading services (or none)."""
+    from marketsrv.settings import Settings
+    from marketsrv.streams import Hub
+
+    return Runtime(
+        settings=Settings(simulate=False),
+        market=market,
+        simulator=None,
+        hub=Hub(market),
+        trading_services=trading,
+    )
+
+
+# -- WebSocket clients -------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def open_ws(
+    url: str, path: str, rcvbuf: int | None = None
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client on a socket the test owns and always closes.
+
+    (trio-websocket's own `open_websocket_url` can leave its socket to the garbage collector when
+    the server closes first, which `filterwarnings = error` turns into a failure.)
+    """
+    parts = urlsplit(url)
+    sock = trio.socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    await sock.connect((parts.hostname, parts.port))
+    async with trio.SocketStream(sock) as stream, trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(
+            nursery, stream, parts.hostname or "", path, message_queue_size=1
+        )
+        try:
+            yield ws
+        finally:
+            with trio.move_on_after(2):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def send(ws: WebSocketConnection, message: Any) -> None:
+    await ws.send_message(
+        message if isinstance(message, (str, bytes)) else orjson.dumps(message).decode()
+    )
+
+
+async def next_of(
+    ws: WebSocketConnection, kind: str, limit_s: float = 5, **match: Any
+) -> dict[str, Any]:
+    """The next frame of `type` `kind` (and matching data fields), skipping the others."""
+    with trio.fail_after(limit_s):
+        while True:
+            frame = orjson.loads(await ws.get_message())
+            if frame["type"] == kind and all(frame["data"].get(k) == v for k, v in match.items()):
+                return frame

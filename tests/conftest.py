@@ -1,4 +1,5 @@
-"""Shared builders for the tests.
+"""The tests' fixtures (the builders they use are in tests/builders.py, which test modules import;
+nothing imports this file or another test module).
 
 Network rules for every test module: servers bind 127.0.0.1 on port 0 only, every network test runs
 under a `trio.fail_after` limit (and pytest-timeout's global one), and tests wait on conditions,
@@ -7,7 +8,7 @@ never on fixed sleeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from marketsrv.market import Market, Simulator
 from marketsrv.runtime import Runtime
 from marketsrv.server import serve
 from marketsrv.settings import Settings
-from marketsrv.streams import Hub
-from tests.builders import FakeClock, simulated_market
+from tests.builders import FakeClock, ServerFactory, in_process_runtime, simulated_market
 
 
 @pytest.fixture
@@ -38,10 +38,7 @@ async def client(
 ) -> AsyncIterator[Client]:
     """An in-process client over a market that moves only when a test steps its simulator."""
     market, _, _ = stepped
-    runtime = Runtime(
-        settings=Settings(simulate=False), market=market, simulator=None, hub=Hub(market)
-    )
-    app = create_app(runtime)
+    app = create_app(in_process_runtime(market))
     async with app.test_app() as test_app:
         yield test_app.test_client()
 
@@ -55,41 +52,12 @@ def isolated_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def fast_settings(isolated_database: Path) -> Iterator[Settings]:
-    yield Settings(
-        host="127.0.0.1", port=0, seed=3, tick_interval_ms=50, graceful_timeout_s=1.0,
-        database=str(isolated_database),
-    )  # fmt: skip
-
-
-@pytest.fixture
-async def live_server(
-    nursery: trio.Nursery, fast_settings: Settings
-) -> AsyncIterator[tuple[str, Runtime]]:
-    """A real hypercorn on 127.0.0.1, port 0, with the simulator running; yields (url, runtime)."""
-    runtime = build_runtime(fast_settings)
-    url = await nursery.start(
-        lambda task_status: serve(fast_settings, runtime=runtime, task_status=task_status)
-    )
-    yield url, runtime
-    nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-async def http(live_server: tuple[str, Runtime]) -> AsyncIterator[httpx.AsyncClient]:
-    url, _ = live_server
-    async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-        yield c
-
-
-ServerFactory = Callable[..., Awaitable[tuple[str, Runtime]]]
-
-
-@pytest.fixture
 def start_server(nursery: trio.Nursery, isolated_database: Path) -> ServerFactory:
-    """Start a real server on 127.0.0.1:0 with settings overridden; returns (url, runtime)."""
+    """The one way tests start a real server: hypercorn on 127.0.0.1 port 0 in the test's
+    nursery, settings overridden by keyword (`shutdown_trigger=` too); returns (url, runtime)."""
 
     async def start(**overrides: Any) -> tuple[str, Runtime]:
+        trigger = overrides.pop("shutdown_trigger", None)
         base = {
             "host": "127.0.0.1", "port": 0, "seed": 5, "tick_interval_ms": 50,
             "stream_interval_ms": 50, "graceful_timeout_s": 1.0,
@@ -98,8 +66,23 @@ def start_server(nursery: trio.Nursery, isolated_database: Path) -> ServerFactor
         settings = Settings(**{**base, **overrides})
         runtime = build_runtime(settings)
         url: str = await nursery.start(
-            lambda task_status: serve(settings, runtime=runtime, task_status=task_status)
+            lambda task_status: serve(
+                settings, runtime=runtime, shutdown_trigger=trigger, task_status=task_status
+            )
         )
         return url, runtime
 
     return start
+
+
+@pytest.fixture
+async def live_server(start_server: ServerFactory) -> tuple[str, Runtime]:
+    """A real server with the simulator running; (url, runtime)."""
+    return await start_server(seed=3)
+
+
+@pytest.fixture
+async def http(live_server: tuple[str, Runtime]) -> AsyncIterator[httpx.AsyncClient]:
+    url, _ = live_server
+    async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+        yield c

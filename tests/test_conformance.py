@@ -26,8 +26,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 
 from marketsrv.market import Simulator
 from marketsrv.runtime import Runtime
-from tests.conftest import ServerFactory
-from tests.test_streams_wire import next_of, open_ws, send
+from tests.builders import ServerFactory, next_of, open_ws, send
 
 SEED_STOCK_FIELDS = (
     "symbol", "name", "sector", "current_price", "volume", "high", "low", "change",

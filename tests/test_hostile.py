@@ -14,8 +14,7 @@ import trio
 from argon2 import PasswordHasher
 
 from marketsrv.runtime import Runtime
-from tests.builders import check_invariants
-from tests.conftest import ServerFactory
+from tests.builders import ServerFactory, check_invariants
 
 UPGRADE = (
     b"GET /ws/market/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import ServerFactory
+from tests.builders import ServerFactory
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ sends. Each waits on frames or on the server's own counters, never on fixed slee
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,55 +17,11 @@ import httpx
 import orjson
 import pytest
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from tests.conftest import ServerFactory
+from tests.builders import ServerFactory, next_of, open_ws, send
 
 pytestmark = pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "asgi"])
-
-
-@asynccontextmanager
-async def open_ws(
-    url: str, path: str, rcvbuf: int | None = None
-) -> AsyncIterator[WebSocketConnection]:
-    """A trio-websocket client on a socket the test owns and always closes.
-
-    (trio-websocket's own `open_websocket_url` can leave its socket to the garbage collector when
-    the server closes first, which `filterwarnings = error` turns into a failure.)
-    """
-    parts = urlsplit(url)
-    sock = trio.socket.socket()
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    await sock.connect((parts.hostname, parts.port))
-    async with trio.SocketStream(sock) as stream, trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(
-            nursery, stream, parts.hostname or "", path, message_queue_size=1
-        )
-        try:
-            yield ws
-        finally:
-            with trio.move_on_after(2):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
-
-
-async def send(ws: WebSocketConnection, message: Any) -> None:
-    await ws.send_message(
-        message if isinstance(message, (str, bytes)) else orjson.dumps(message).decode()
-    )
-
-
-async def next_of(
-    ws: WebSocketConnection, kind: str, limit_s: float = 5, **match: Any
-) -> dict[str, Any]:
-    """The next frame of `type` `kind` (and matching data fields), skipping the others."""
-    with trio.fail_after(limit_s):
-        while True:
-            frame = orjson.loads(await ws.get_message())
-            if frame["type"] == kind and all(frame["data"].get(k) == v for k, v in match.items()):
-                return frame
 
 
 async def test_seed_client_sequence(start_server: ServerFactory, fast_path: bool) -> None:
@@ -313,19 +268,12 @@ async def test_pings_keep_live_clients_and_drop_dead_ones(
 
 
 async def test_shutdown_tells_clients_1001_going_away_at_once(
-    nursery: trio.Nursery, fast_settings: Any, fast_path: bool
+    start_server: ServerFactory, fast_path: bool
 ) -> None:
     """Clients hear 1001 when the server stops, not a dropped socket after the graceful wait."""
-    from marketsrv.app import build_runtime
-    from marketsrv.server import serve
-
-    settings = fast_settings.replace(ws_fast_path=fast_path, graceful_timeout_s=60.0)
-    runtime = build_runtime(settings)
     stop = trio.Event()
-    url = await nursery.start(
-        lambda task_status: serve(
-            settings, runtime=runtime, shutdown_trigger=stop.wait, task_status=task_status
-        )
+    url, _ = await start_server(
+        ws_fast_path=fast_path, graceful_timeout_s=60.0, shutdown_trigger=stop.wait
     )
     async with open_ws(url, "/ws/market/") as ws:
         await send(ws, {"type": "subscribe", "symbols": ["SCOM"]})

@@ -19,11 +19,14 @@ from quart.typing import TestClientProtocol as Client
 from marketsrv.app import create_app
 from marketsrv.engine import Side
 from marketsrv.market import Market, Simulator
-from marketsrv.runtime import Runtime
-from marketsrv.settings import Settings
-from marketsrv.streams import Hub
 from marketsrv.trading import Trading
-from tests.builders import FakeClock, check_invariants, make_instrument, simulated_market
+from tests.builders import (
+    FakeClock,
+    check_invariants,
+    in_process_runtime,
+    make_instrument,
+    simulated_market,
+)
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -56,8 +59,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     market, sim = simulated_market(seed=31, steps=5, clock=FakeClock())
     trading = Trading.open(str(tmp_path / "t.db"), market, synchronous="NORMAL", group_commit=True)
     trading.accounts.hasher = FAST_HASHER
-    runtime = Runtime(Settings(simulate=False), market, None, Hub(market), trading)
-    app = create_app(runtime)
+    app = create_app(in_process_runtime(market, trading))
     async with app.test_app() as test_app:
         yield Env(test_app.test_client(), market, sim, trading)
 
