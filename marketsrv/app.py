@@ -27,6 +27,7 @@ from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.api.openapi import MarketsrvOpenAPI
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
+from marketsrv.market.instruments import universe_currency
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
@@ -48,6 +49,7 @@ def build_runtime(settings: Settings) -> Runtime:
         load_universe(settings.universe),
         trade_history=settings.trade_history,
         candle_history=settings.candle_history,
+        currency=universe_currency(settings.universe),
     )
     simulator = None
     if settings.simulate:

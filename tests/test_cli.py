@@ -252,3 +252,38 @@ async def test_scripts_serve_runs_where_the_user_is(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout.decode()
     assert json.loads(done.stdout.decode().strip().splitlines()[-1])["symbol"] == "ABC"
     assert (tmp_path / "here" / "x.db").exists()
+
+
+async def test_the_universe_files_currency_is_the_servers(tmp_path: Path) -> None:
+    universe = tmp_path / "ug.json"
+    universe.write_text(
+        json.dumps(
+            {
+                "currency": "UGX",
+                "instruments": [{"symbol": "MTNU", "reference_price": 200, "tick_size": 1}],
+            }
+        )
+    )
+    db = str(tmp_path / "ug.db")
+    async with (
+        server_process("--universe", str(universe), "--database", db) as (_, url),
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        assert (await http.get("/api/stocks/MTNU/")).json()["currency"] == "UGX"
+        body = {"username": "kampala", "password": "pw-secret"}
+        token = (await http.post("/api/accounts/register/", json=body)).json()["token"]
+        wallet = await http.get(
+            "/api/trading/wallet/", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert wallet.json()["currency"] == "UGX"
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "currency": "shillings",
+                "instruments": [{"symbol": "A", "reference_price": 1, "tick_size": 0.01}],
+            }
+        )
+    )
+    code, out = await run_cli("--get", "/api/health/", "--universe", str(bad), "--database", db)
+    assert code == 2 and "currency" in out

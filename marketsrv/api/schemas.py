@@ -81,7 +81,7 @@ class Stock(BaseModel):
     ask_size: int
     tick_size: float
     lot_size: int
-    currency: str = "KES"
+    currency: str
     is_active: bool
     last_updated: str  # ISO 8601, UTC
     timestamp: int

@@ -53,6 +53,7 @@ def stock_view(market: Market, symbol: str) -> Stock:
         turnover=q.turnover, vwap=q.vwap, trades=q.trades, bid=q.bid, ask=q.ask,
         bid_size=q.bid_size, ask_size=q.ask_size, tick_size=q.tick_size, lot_size=q.lot_size,
         is_active=True, last_updated=iso_ms(q.updated_ms), timestamp=q.updated_ms,
+        currency=market.currency,
     )  # fmt: skip
 
 

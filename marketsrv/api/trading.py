@@ -69,7 +69,7 @@ def page_args() -> tuple[int, int]:
 async def get_wallet() -> dict[str, Any]:
     uid = user_id()
     found = await current_runtime().trading().store.read(lambda c: wallet.get_wallet(c, uid))
-    return found.as_json()
+    return found.as_json(current_runtime().market.currency)
 
 
 @blueprint.post("/wallet/")
@@ -95,7 +95,7 @@ async def move_cash(
     uid, rt = user_id(), current_runtime()
     now = rt.market.clock()
     found = await rt.trading().store.write(lambda c: move(c, uid, cents, now))
-    return found.as_json()
+    return found.as_json(current_runtime().market.currency)
 
 
 # -- orders ------------------------------------------------------------------------------------

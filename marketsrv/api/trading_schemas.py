@@ -30,7 +30,7 @@ class WalletOut(BaseModel):
     balance: float
     available: float
     held: float = Field(description="reserved by open buy orders")
-    currency: Literal["KES"]
+    currency: str = Field(description="the universe's currency: KES for the NSE")
 
 
 class FillOut(BaseModel):

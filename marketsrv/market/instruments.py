@@ -125,6 +125,22 @@ def universe_version(path: str | Path | None = None) -> str:
     return hashlib.sha256(universe_text(path)[0].encode()).hexdigest()[:12]
 
 
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def universe_currency(path: str | Path | None = None) -> str:
+    """The universe file's `currency` (ISO 4217, three capitals), KES when it names none."""
+    text, where = universe_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UniverseError(f"{where} is not valid JSON: {exc}") from exc
+    currency = data.get("currency", "KES") if isinstance(data, dict) else "KES"
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        raise UniverseError(f"{where}: currency must be three capital letters, like KES")
+    return currency
+
+
 def load_universe(path: str | Path | None = None) -> list[Instrument]:
     """Read a universe file; None or "" reads the bundled Nairobi Securities Exchange list."""
     text, where = universe_text(path)

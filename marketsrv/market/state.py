@@ -41,8 +41,10 @@ class Market:
         clock: Callable[[], int] = wall_clock_ms,
         trade_history: int = 1000,
         candle_history: int = 1440,
+        currency: str = "KES",
     ) -> None:
         self.clock = clock
+        self.currency = currency  # of every price and amount: the universe file's
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
         self.books: dict[str, OrderBook] = {s: OrderBook(s, clock) for s in self.instruments}
         self.stats: dict[str, SessionStats] = {

@@ -26,13 +26,15 @@ class Wallet:
     def available_cents(self) -> int:
         return self.balance_cents - self.held_cents
 
-    def as_json(self) -> dict[str, Any]:
+    def figures(self) -> dict[str, Any]:
         return {
             "balance": kes(self.balance_cents),
             "available": kes(self.available_cents),
             "held": kes(self.held_cents),
-            "currency": "KES",
         }
+
+    def as_json(self, currency: str) -> dict[str, Any]:
+        return {**self.figures(), "currency": currency}
 
 
 def get_wallet(conn: sqlite3.Connection, user_id: int) -> Wallet:
@@ -70,16 +72,14 @@ def amount_cents(raw: object) -> int:
     if cents <= 0:
         raise BadRequest("invalid_amount", "amount must be positive")
     if cents > MAX_DEPOSIT_CENTS:
-        raise BadRequest(
-            "invalid_amount", f"amount must be at most {kes(MAX_DEPOSIT_CENTS):,.0f} KES"
-        )
+        raise BadRequest("invalid_amount", f"amount must be at most {kes(MAX_DEPOSIT_CENTS):,.0f}")
     return cents
 
 
 def deposit(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
     ledger_id = post_ledger(conn, user_id, "deposit", cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json(), now)
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.figures(), now)
     return wallet
 
 
@@ -88,5 +88,5 @@ def withdraw(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wa
         raise BadRequest("insufficient_funds", "Insufficient funds")
     ledger_id = post_ledger(conn, user_id, "withdrawal", -cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.as_json(), now)
+    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.figures(), now)
     return wallet
