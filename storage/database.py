@@ -124,9 +124,12 @@ class Database:
                 + (f" (pid {owner})" if owner.isdigit() else "")
                 + "; stop it, or give this one its own --database"
             ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd  # held from here on; _release_lock closes it whatever follows
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

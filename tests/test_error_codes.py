@@ -6,17 +6,34 @@ from __future__ import annotations
 
 import ast
 
+from pydantic import BaseModel
+
 from marketsrv import errors
 from tests.builders import REPO
 
 FAMILY = {name for name in errors.__all__ if name != "MarketsrvError"}
-# Codes built from a field's name: the fields that can produce them.
-DYNAMIC = {
-    "parse_cents": ["invalid_amount", "invalid_price"],
-    "text_field": ["invalid_side", "invalid_order_type", "invalid_time_in_force"],
-    "bad_query": ["invalid_page", "invalid_page_size", "invalid_depth", "invalid_limit",
-                  "invalid_interval", "invalid_sort_by", "invalid_query"],
-}  # fmt: skip
+
+
+def _model_of(obj: object, module: str) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module
+
+
+def dynamic_codes() -> dict[str, list[str]]:
+    """Codes built from a field's name: every field of every request and query model."""
+    from marketsrv.api import schemas
+    from marketsrv.api.openapi import field_codes
+    from marketsrv.trading import requests
+
+    found = {"bad_query": ["invalid_query"]}
+    models = [m for m in vars(requests).values() if _model_of(m, requests.__name__)]
+    models += [
+        m
+        for n, m in vars(schemas).items()
+        if n.endswith("Query") and _model_of(m, schemas.__name__)
+    ]
+    for model in models:
+        found[model.__name__] = field_codes(model)
+    return found
 
 
 def literal(node: ast.AST) -> str | None:
@@ -48,7 +65,7 @@ def codes_in_source() -> dict[str, str]:
 
     for code in _HTTP_CODES.values():
         found.setdefault(code, "marketsrv/api/errors.py")
-    for where, codes in DYNAMIC.items():
+    for where, codes in dynamic_codes().items():
         for code in codes:
             found.setdefault(code, where)
     return found

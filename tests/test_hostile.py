@@ -371,3 +371,14 @@ async def test_a_client_ignoring_a_1009_close_is_dropped(start_server: ServerFac
     rest = early + await read_until_closed(stream)  # the server hangs up, we never answer
     assert b"\x88\x02" + (1009).to_bytes(2, "big") in rest
     await stream.aclose()
+
+
+def test_allowed_host_entries_are_read_as_host_headers() -> None:
+    from marketsrv.api.hosts import allowed_hosts, host_allowed, host_name
+
+    allowed = allowed_hosts("[::1], Example.com:8000, .corp.example, my_host", "0.0.0.0")
+    assert allowed is not None
+    for header in (b"[::1]:80", b"example.com", b"a.corp.example:443", b"my_host"):
+        name = host_name(header)
+        assert name is not None and host_allowed(name, allowed), header
+    assert allowed_hosts("auto", "0.0.0.0") is None and allowed_hosts("*", "127.0.0.1") is None

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from argon2 import PasswordHasher
 from quart.typing import TestClientProtocol as Client
 
@@ -647,3 +648,51 @@ async def test_an_order_the_engine_refuses_is_closed_not_left_open(
     [order] = await env.call("GET", "/api/trading/orders/", token)
     assert order["status"] == "failed"
     assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0
+
+
+async def test_a_retry_with_another_protection_limit_is_another_order(env: Env) -> None:
+    token = await env.user("walt", cash=1_000_000)
+    body = {"symbol": "SCOM", "side": "buy", "quantity": 10, "order_type": "market",
+            "price": "40.00", "client_order_id": "prot-1"}  # fmt: skip
+    await env.call("POST", "/api/trading/orders/", token, body, 201)
+    again = await env.call("POST", "/api/trading/orders/", token, body | {"price": "41.00"}, 409)
+    assert again["code"] == "client_order_id_reused"
+
+
+async def test_a_logout_whose_client_hangs_up_still_revokes_for_good(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client leaves while the revocation is being written, and a request that read the
+    token just before the commit caches it: the logout must still finish and drop it."""
+    token = await env.user("xena")
+    accounts = env.trading.accounts
+    user = await accounts.authenticate(token)
+    assert user is not None
+    store = accounts.store
+    committed = trio.Event()
+    real_write, real_read = store.write, store.read
+
+    async def slow_write(work: Any) -> Any:
+        result = await real_write(work)
+        await committed.wait()  # the acknowledgement is late: the logout is suspended here
+        return result
+
+    async def stale_read(work: Any) -> Any:
+        return (user, accounts.clock())  # what a read just before the commit saw
+
+    monkeypatch.setattr(store, "write", slow_write)
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def logout() -> None:
+            with scope:
+                await accounts.logout(token)
+
+        nursery.start_soon(logout)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()  # the client hung up
+        monkeypatch.setattr(store, "read", stale_read)
+        assert await accounts.authenticate(token) is not None  # cached from the stale read
+        monkeypatch.setattr(store, "read", real_read)
+        committed.set()
+    assert await accounts.authenticate(token) is None

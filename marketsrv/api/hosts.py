@@ -33,11 +33,19 @@ def allowed_hosts(setting: str, bound_host: str) -> tuple[str, ...] | None:
     """The allowed names (lower case), or None for any. `auto` follows the bound address."""
     if setting.strip() == "auto":
         return LOOPBACK_NAMES if is_loopback(bound_host) else None
-    names = tuple(n.strip().lower() for n in setting.split(",") if n.strip())
-    return None if "*" in names else names
+    entries = [n.strip().lower() for n in setting.split(",") if n.strip()]
+    if "*" in entries:
+        return None
+    # An entry may be written as a Host header would be: "[::1]", "example.com:8000".
+    names = []
+    for entry in entries:
+        dot = entry.startswith(".")
+        name = host_name(entry[1:].encode() if dot else entry.encode())
+        names.append(("." if dot else "") + (name or entry))
+    return tuple(names)
 
 
-_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::[0-9]{1,5})?")
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::[0-9]{1,5})?")
 
 
 def host_name(header: bytes) -> str | None:

@@ -20,6 +20,8 @@ from quart_schema.validation import (
 )
 from werkzeug.routing import Rule
 
+from marketsrv.trading.requests import field_code
+
 F = TypeVar("F", bound=Callable[..., Any])
 _ERRORS = "_marketsrv_errors"
 NEEDS_TOKEN = ("/api/trading/", "/api/accounts/logout/", "/api/accounts/me/")
@@ -47,9 +49,9 @@ def errors(**by_status: list[str]) -> Callable[[F], F]:
     return mark
 
 
-def _field_codes(model: Any) -> list[str]:
-    fields = getattr(model, "model_fields", {})
-    return sorted({"invalid_symbol" if f == "stock_symbol" else f"invalid_{f}" for f in fields})
+def field_codes(model: Any) -> list[str]:
+    """The codes a body or query model's fields fail with (shared with tests/test_error_codes)."""
+    return sorted({field_code(f) for f in getattr(model, "model_fields", {})})
 
 
 def error_codes(rule: Rule, func: Any) -> dict[int, list[str]]:
@@ -60,11 +62,13 @@ def error_codes(rule: Rule, func: Any) -> dict[int, list[str]]:
         out[503] = ["trading_unavailable"]
     request = getattr(func, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
     if request is not None:
-        out[400] += ["invalid_json", "invalid_body", *_field_codes(request[0])]
+        out[400] += ["invalid_json", "invalid_body"]
+        if request[0].__module__ == "marketsrv.trading.requests":  # validate_body's codes
+            out[400] += field_codes(request[0])
         out[413] = ["body_too_large"]
     query = getattr(func, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None)
     if query is not None:
-        out[400] += ["invalid_query", *_field_codes(query)]
+        out[400] += ["invalid_query", *field_codes(query)]
     if "<symbol>" in rule.rule:
         out[404] = ["unknown_symbol"]
     for status, codes in getattr(func, _ERRORS, {}).items():

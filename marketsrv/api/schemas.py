@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from marketsrv.units import MAX_DEPTH
+from marketsrv.units import DEFAULT_DEPTH, MAX_DEPTH
 
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
@@ -42,7 +42,9 @@ class TrendingQuery(PageQuery):
 
 
 class DepthQuery(_Query):
-    depth: QueryInt = Field(10, ge=1, le=MAX_DEPTH, description="Levels per side, 1 to 50.")
+    depth: QueryInt = Field(
+        DEFAULT_DEPTH, ge=1, le=MAX_DEPTH, description="Levels per side, 1 to 50."
+    )
 
 
 class TradesQuery(_Query):

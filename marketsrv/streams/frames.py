@@ -1,7 +1,7 @@
 """The frames of the market streams: their JSON shapes, encoded once and framed for the wire once.
 
-Every server frame is the seed's envelope `{"type", "data"}` plus `ts`, the server's wall-clock time in
-epoch seconds when the frame was built (clients and load generators measure latency with it). A
+Every server frame is the seed's envelope `{"type", "data"}` plus `ts`, the time in epoch seconds by the
+market's clock (the server's one clock; the wall clock when serving) when the frame was built (clients and load generators measure latency with it). A
 `Frame` carries the encoded JSON and, lazily, the same text as a complete WebSocket frame, so the hub
 builds a symbol's update once per interval and every subscriber's write just joins ready bytes.
 """

@@ -76,9 +76,11 @@ class HypercornTransport(AsgiTransport):
         super().__init__(send)
         self._batch = batch
         self._stream = stream
+        from wsproto.connection import ConnectionState
         from wsproto.events import TextMessage
 
         self._text_message = TextMessage
+        self._open = ConnectionState.OPEN
         # Negotiated extensions (permessage-deflate) compress per connection, with state, so
         # such a connection cannot share pre-built frames. The handshake is done by now.
         self.deflate = bool(stream.connection._proto.extensions)
@@ -91,7 +93,9 @@ class HypercornTransport(AsgiTransport):
             await super().send(frames)
             return
         stream = self._stream
-        if stream.closed:
+        if stream.closed or stream.connection.state is not self._open:
+            # Closed, or closing (hypercorn sent a Close, e.g. 1009): RFC 6455 5.5.1 allows
+            # no data frame after it.
             raise trio.ClosedResourceError("the WebSocket is closed")
         if self.deflate:  # each message through wsproto and its compression context
             connection, message = stream.connection, self._text_message
@@ -133,14 +137,14 @@ def install() -> bool:
         )
         _installed = False
         return False
-    from hypercorn.protocol.events import Data, Request, StreamClosed
+    from hypercorn.protocol.events import Body, Data, Request, StreamClosed
     from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
     from wsproto.connection import ConnectionState as WSState
 
     original = WSStream.handle
 
     async def handle(self: Any, event: Any) -> None:
-        if isinstance(event, Data):
+        if isinstance(event, (Body, Data)):  # HTTP/2 carries WebSocket data as Body events
             setattr(self, _LAST_RX, trio.current_time())
             if not self.closed and not self.handshake.accepted:
                 await _refuse_early_data(self)
@@ -153,7 +157,7 @@ def install() -> bool:
                 ]
                 event = dataclasses.replace(event, headers=headers)
         await original(self, event)
-        if isinstance(event, Data) and not getattr(self, _CLOSE_WATCHED, False):
+        if isinstance(event, (Body, Data)) and not getattr(self, _CLOSE_WATCHED, False):
             connection = getattr(self, "connection", None)
             if connection is not None and connection.state is WSState.LOCAL_CLOSING:
                 # hypercorn closed it on its own (a message over the size limit: 1009), where
@@ -188,10 +192,15 @@ def transport_for(send: AsgiSend, fast_path: bool) -> Transport:
     stream = getattr(send, "__self__", None)
     # A stream closed before its handshake (early data, above) never got a wsproto connection;
     # plain ASGI sends to it are dropped, and its receive says the client left.
-    if install() and type(stream).__name__ == "WSStream" and hasattr(stream, "connection"):
-        # Batched writes go straight to the TCP socket: right under HTTP/1.1 only, never inside
-        # an HTTP/2 connection's framing (a WebSocket over h2 sends through ASGI).
-        protocol = getattr(getattr(stream, "send", None), "__self__", None)
-        http11 = type(protocol).__name__ == "H11Protocol"
-        return HypercornTransport(send, stream, batch=fast_path and http11)
+    # Under HTTP/1.1 only: batched writes go straight to the TCP socket, and aborting one means
+    # closing that socket; inside an HTTP/2 connection (shared with other streams, framed by h2)
+    # a WebSocket sends through plain ASGI.
+    protocol = getattr(getattr(stream, "send", None), "__self__", None)
+    if (
+        install()
+        and type(stream).__name__ == "WSStream"
+        and hasattr(stream, "connection")
+        and type(protocol).__name__ == "H11Protocol"
+    ):
+        return HypercornTransport(send, stream, batch=fast_path)
     return AsgiTransport(send)

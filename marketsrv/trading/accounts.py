@@ -196,15 +196,18 @@ class Accounts:
         digest = token_digest(token)
         self._tokens.pop(digest, None)
         self._revocations += 1
-        await self.store.write(
-            lambda conn: conn.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-                (self.clock(), digest),
+        now = self.clock()
+        # Shielded: a client hanging up mid-logout must not skip the second pop below.
+        with trio.CancelScope(shield=True):
+            await self.store.write(
+                lambda conn: conn.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                    (now, digest),
+                )
             )
-        )
-        # A request that read the token while the revocation was queued may have cached it.
-        self._tokens.pop(digest, None)
-        self._revocations += 1
+            # A request that read the token while the revocation was queued may have cached it.
+            self._tokens.pop(digest, None)
+            self._revocations += 1
 
     async def authenticate(self, token: str) -> User | None:
         digest = token_digest(token)

@@ -30,6 +30,7 @@ from marketsrv.trading.requests import OrderRequest
 from marketsrv.trading.settlement import OPEN, NewOrder, owner_of
 from marketsrv.trading.store import Store
 from marketsrv.trading.views import order_view
+from marketsrv.units import MAX_DEPTH
 from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
@@ -48,7 +49,9 @@ class Orders:
         self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
         # Users with an acceptance under way: its order is in the database (a reader can see it
         # and a cancel can name it) before this task learns its id and marks it in flight.
-        self._accepting: dict[int, int] = {}
+        # Per user, the tickets (a running count) of the acceptances under way.
+        self._accepting: dict[int, set[int]] = {}
+        self._tickets = 0
         self._settled = trio.lowlevel.ParkingLot()  # woken whenever either of the two shrinks
         # Set when a settlement could not be written: the books and the database then disagree,
         # so no new order is taken until a restart reloads the books from the database.
@@ -70,6 +73,7 @@ class Orders:
                 "invalid_time_in_force", "a market order is ioc or fok: it never rests"
             )
         client_order_id = req.client_order_id
+        protection: int | None = None  # a market order's price limit, in cents
         last = self.market.stats[symbol].current
         if order_type == "limit":
             if price is None:
@@ -100,9 +104,13 @@ class Orders:
                 # A price on a market order is its protection limit: it trades at that price
                 # or better, never past it (and never past the collar either).
                 ticks = self._protect(inst, Side(side), price, ticks)
+                protection = parse_cents(price, "price")
             hold_cents = inst.cents(ticks)
+        # What makes two requests the same order (client_order_id retries): what the user
+        # asked for, not what the book made of it (the collar moves with the market).
         canonical = orjson.dumps(
-            [symbol, side, order_type, tif, quantity, cents], option=orjson.OPT_SORT_KEYS
+            [symbol, side, order_type, tif, quantity, cents, protection],
+            option=orjson.OPT_SORT_KEYS,
         )
         return NewOrder(
             user_id=user_id, symbol=symbol, side=side, order_type=order_type, time_in_force=tif,
@@ -131,7 +139,7 @@ class Orders:
         """The worst price a market order may trade at: where sweeping the book would complete
         it (or the book's far end), moved 5% further; without a book, 5% from the last price."""
         book = self.market.books[symbol]
-        bids, asks = book.depth(50)
+        bids, asks = book.depth(MAX_DEPTH)
         ladder = asks if side is Side.BUY else bids
         reference = self.market.stats[symbol].current
         left = quantity
@@ -160,13 +168,15 @@ class Orders:
 
     async def _place(self, order: NewOrder) -> tuple[dict[str, Any], bool]:
         uid = order.user_id
-        self._accepting[uid] = self._accepting.get(uid, 0) + 1
+        self._tickets += 1
+        ticket = self._tickets
+        self._accepting.setdefault(uid, set()).add(ticket)
         try:
             row, created = await self.store.write(lambda conn: settlement.accept(conn, order))
             if created:  # in flight before the acceptance is let go: no await in between
                 self._in_flight.add(row["id"])
         finally:
-            self._accepting[uid] -= 1
+            self._accepting[uid].discard(ticket)
             if not self._accepting[uid]:
                 del self._accepting[uid]
             self._settled.unpark_all()
@@ -225,9 +235,13 @@ class Orders:
             )
         # An order still being accepted or matched is in neither the book nor a final state:
         # wait for its settlement (a few milliseconds), then take it out of the book.
+        # Only acceptances that began before this order was seen can be this order's: later
+        # ones (the user placing more) need not be waited for.
+        before = self._tickets
         deadline = trio.current_time() + IN_FLIGHT_WAIT_S
         while self.market.cancel(row["symbol"], -order_id) is None and (
-            order_id in self._in_flight or user_id in self._accepting
+            order_id in self._in_flight
+            or any(t <= before for t in self._accepting.get(user_id, ()))
         ):
             with trio.move_on_at(deadline) as waited:
                 await self._settled.park()

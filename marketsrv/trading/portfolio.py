@@ -9,9 +9,7 @@ import sqlite3
 from typing import Any
 
 from marketsrv.market import Market
-from marketsrv.units import kes
-
-DAY_MS = 86_400_000
+from marketsrv.units import DAY_MS, kes
 
 
 def holdings(conn: sqlite3.Connection, market: Market, user_id: int) -> list[dict[str, Any]]:

@@ -33,6 +33,11 @@ M = TypeVar("M", bound=BaseModel)
 _CODES = {"stock_symbol": "invalid_symbol"}
 
 
+def field_code(field: str) -> str:
+    """The error code of a request field: `invalid_<field>`, with the few exceptions above."""
+    return _CODES.get(field, f"invalid_{field}")
+
+
 def validate_body(model: type[M], body: Any) -> M:
     """`body` as `model`, or BadRequest with the first failing field's code."""
     if not isinstance(body, dict):
@@ -50,7 +55,7 @@ def validate_body(model: type[M], body: Any) -> M:
         else:
             message = f"{field}: {error['msg']}" if field else error["msg"]
         if field:
-            code = _CODES.get(field, f"invalid_{field}")
+            code = field_code(field)
         else:  # a rule across fields names its code as its error type
             code = error["type"] if error["type"].startswith("invalid_") else "invalid_body"
         raise BadRequest(code, message, field=field or None) from None

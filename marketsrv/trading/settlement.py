@@ -1,8 +1,9 @@
 """Settlement: the SQL of an order's life, each function run inside one writer transaction.
 
 accept: check and hold the cash or shares, insert the order.   settle: record what the book did
-(fills on both sides, cash, holdings, realized P&L, statuses, released holds).   cancel: release
-what an open order still holds. Every change also writes an outbox row with a unique key.
+(fills on both sides, cash, holdings, realized P&L, statuses, released holds).   close_order:
+end an order and release what it still holds. Every change also writes an outbox row with a
+unique key.
 
 Holds: a buy order holds `hold_price_cents x quantity` (its limit, or for a market order the
 collar price); each fill releases the hold of its shares and debits what they actually cost.
