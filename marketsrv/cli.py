@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from marketsrv import __version__, users_cli
+from marketsrv.api.hosts import is_loopback
 from marketsrv.app import build_runtime, create_app
 from marketsrv.market import UniverseError
 from marketsrv.market.instruments import universe_version
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sock.close()
         print(f"marketsrv: {exc}", file=sys.stderr)
         return 2
-    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    loopback = is_loopback(settings.host)
     trading = runtime.trading_services
     demo = trading is not None and (
         settings.demo_user == "on" or (settings.demo_user == "auto" and loopback)

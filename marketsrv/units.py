@@ -37,6 +37,20 @@ def iso_or_none(timestamp_ms: int | None) -> str | None:
     return None if timestamp_ms is None else iso_ms(timestamp_ms)
 
 
+def whole_number(text: str, digits: int | None = None) -> int | None:
+    """`text` as a whole number if it is ASCII digits alone (at most `digits` of them), else None.
+
+    Python's own `int()` and `isdigit()` take "1_0", " 1", "+1", "²" and "１"; no number of ours
+    is written so. `digits` bounds what reaches SQLite (64-bit integers).
+    """
+    if not (text.isascii() and text.isdigit()) or (digits is not None and len(text) > digits):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # over Python's 4,300-digit conversion limit
+        return None
+
+
 def kes(cents: int) -> float:
     """Cents as a JSON number of KES (exact to the cent when printed)."""
     return cents / 100

@@ -174,6 +174,18 @@ def in_process_runtime(market: Market, trading: Any = None) -> Runtime:
     )
 
 
+async def register(http: Any, name: str, cash: int = 0) -> dict[str, str]:
+    """A new account on a real server, funded with `cash` KES: its Authorization header."""
+    body = {"username": name, "password": "pw-secret"}
+    answer = await http.post("/api/accounts/register/", json=body)
+    assert answer.status_code == 201, answer.text
+    headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+    if cash:
+        deposit = await http.post("/api/trading/wallet/", json={"amount": cash}, headers=headers)
+        assert deposit.status_code == 200, deposit.text
+    return headers
+
+
 # -- WebSocket clients -------------------------------------------------------------------------
 
 

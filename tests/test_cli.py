@@ -13,7 +13,7 @@ import trio
 import trio_websocket
 
 from marketsrv.cli import main
-from tests.builders import server_process
+from tests.builders import register, server_process
 
 
 def test_help_settings_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -270,11 +270,7 @@ async def test_the_universe_files_currency_is_the_servers(tmp_path: Path) -> Non
         httpx.AsyncClient(base_url=url, timeout=10) as http,
     ):
         assert (await http.get("/api/stocks/MTNU/")).json()["currency"] == "UGX"
-        body = {"username": "kampala", "password": "pw-secret"}
-        token = (await http.post("/api/accounts/register/", json=body)).json()["token"]
-        wallet = await http.get(
-            "/api/trading/wallet/", headers={"Authorization": f"Bearer {token}"}
-        )
+        wallet = await http.get("/api/trading/wallet/", headers=await register(http, "kampala"))
         assert wallet.json()["currency"] == "UGX"
     bad = tmp_path / "bad.json"
     bad.write_text(

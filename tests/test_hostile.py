@@ -14,7 +14,7 @@ import trio
 from argon2 import PasswordHasher
 
 from marketsrv.runtime import Runtime
-from tests.builders import ServerFactory, check_invariants
+from tests.builders import ServerFactory, check_invariants, register
 
 UPGRADE = (
     b"GET /ws/market/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -111,18 +111,6 @@ async def test_a_rejected_websocket_that_ignores_our_close_is_dropped(
         await keep.aclose()
 
 
-async def _user(http: httpx.AsyncClient, name: str, cash: int = 0) -> dict[str, str]:
-    body = (
-        await http.post("/api/accounts/register/", json={"username": name, "password": "pw-secret"})
-    ).json()
-    headers = {"Authorization": f"Bearer {body['token']}"}
-    if cash:
-        assert (
-            await http.post("/api/trading/wallet/", json={"amount": cash}, headers=headers)
-        ).status_code == 200
-    return headers
-
-
 async def test_place_then_cancel_races_never_leave_a_ghost_in_the_book(
     start_server: ServerFactory, isolated_database: Any
 ) -> None:
@@ -131,7 +119,7 @@ async def test_place_then_cancel_races_never_leave_a_ghost_in_the_book(
     url, runtime = await start_server(simulate=False, db_synchronous="OFF")
     statuses: dict[str, int] = {}
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        headers = await _user(http, "racer", cash=10_000_000)
+        headers = await register(http, "racer", cash=10_000_000)
         body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "25.00"}
         for guess in range(1, 1001):  # one trader, so the next order's id is known
             placed: list[httpx.Response] = []
@@ -176,7 +164,7 @@ async def test_after_logout_the_token_is_dead_whatever_ran_in_parallel(
 ) -> None:
     url, _ = await start_server(simulate=False)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        await _user(http, "leaver")
+        await register(http, "leaver")
         for _ in range(30):
             login = await http.post(
                 "/api/accounts/login/", json={"username": "leaver", "password": "pw-secret"}
@@ -205,7 +193,7 @@ async def test_wrong_passwords_are_throttled_per_address_and_per_account(
 ) -> None:
     url, _ = await start_server(simulate=False)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        await _user(http, "victim")
+        await register(http, "victim")
         wrong = {"username": "victim", "password": "not-the-password"}
         codes = [
             (await http.post("/api/accounts/login/", json=wrong)).status_code for _ in range(25)
@@ -238,7 +226,7 @@ async def test_a_right_login_is_not_counted_against_the_address(
 ) -> None:
     url, _ = await start_server(simulate=False, login_failures_per_address=3)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        await _user(http, "regular")
+        await register(http, "regular")
         right = {"username": "regular", "password": "pw-secret"}
         for _ in range(6):
             answer = await http.post("/api/accounts/login/", json=right)
@@ -275,7 +263,7 @@ async def test_tokens_expire_and_the_cache_stays_bounded(
     accounts = runtime.trading().accounts
     accounts.limits = AuthLimits(token_ttl_s=3600, max_cached_tokens=2)
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        users = [await _user(http, f"holder{n}") for n in range(3)]
+        users = [await register(http, f"holder{n}") for n in range(3)]
         assert len(runtime.trading().accounts._tokens) <= 2
         for headers in users:  # evicted or not, every token still works
             assert (await http.get("/api/accounts/me/", headers=headers)).status_code == 200

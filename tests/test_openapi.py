@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.builders import ServerFactory
+from tests.builders import ServerFactory, register
 
 
 @pytest.fixture
@@ -20,10 +20,7 @@ async def served(
     """A live server, its document, and a funded user who holds shares and has an open order."""
     url, _ = await start_server(seed=8)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        body = {"username": "auditor", "password": "pw-secret"}
-        token = (await http.post("/api/accounts/register/", json=body)).json()["token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        await http.post("/api/trading/wallet/", json={"amount": 1_000_000}, headers=auth)
+        auth = await register(http, "auditor", cash=1_000_000)
         buy = {"symbol": "SCOM", "side": "buy", "quantity": 100, "order_type": "market"}
         assert (await http.post("/api/trading/orders/", json=buy, headers=auth)).status_code == 201
         rest = {"symbol": "KCB", "side": "buy", "quantity": 10, "price": "30.00"}

@@ -53,9 +53,13 @@ def json_request_class(base: type[Request]) -> type[Request]:
     return JsonRequest
 
 
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Every REST error's body: the code, and the human text under the three names clients read."""
+    return {"code": code, "error": message, "detail": message, "message": message, **extra}
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
-    body = {"code": code, "error": message, "detail": message, "message": message, **extra}
-    response = jsonify(body)
+    response = jsonify(error_body(code, message, **extra))
     response.status_code = status
     return response
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from marketsrv.api.errors import error_body
+
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 LOOPBACK_NAMES = ("localhost", ".localhost", "127.0.0.1", "::1")
 
@@ -87,9 +89,7 @@ class HostGuard:
             await send({"type": "websocket.close", "code": 1008})  # answered as HTTP 403
             return
         message = "This server does not answer to that Host name (setting allowed_hosts)."
-        body = orjson.dumps(
-            {"code": "invalid_host", "error": message, "detail": message, "message": message}
-        )
+        body = orjson.dumps(error_body("invalid_host", message))
         await send(
             {
                 "type": "http.response.start",

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from marketsrv.units import DEFAULT_DEPTH, MAX_DEPTH
+from marketsrv.units import DEFAULT_DEPTH, MAX_DEPTH, whole_number
 
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
@@ -18,7 +18,7 @@ MAX_BATCH_SYMBOLS = 200
 
 def _ascii_whole(value: object) -> object:
     """Query numbers are ASCII digits: pydantic alone would take "1_0", "+1", " 1" and "1.0"."""
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+    if isinstance(value, str) and whole_number(value) is None:
         raise ValueError("must be a whole number written with the digits 0-9")
     return value
 

@@ -27,6 +27,7 @@ from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import portfolio, views, wallet
 from marketsrv.trading.requests import Amount, OrderRequest, validate_body
+from marketsrv.units import whole_number
 
 blueprint = Blueprint("trading", __name__, url_prefix="/api/trading")
 PAGE_SIZE = 20
@@ -41,14 +42,6 @@ async def authenticate() -> None:
 
 def user_id() -> int:
     return int(request.user.id)  # type: ignore[attr-defined]
-
-
-def whole_number(raw: str, digits: int) -> int | None:
-    """`raw` as a whole number if it is 1 to `digits` ASCII digits ("²" and "１" pass `isdigit()`
-    but are no number of ours; 25 digits would overflow SQLite's 64-bit integers)."""
-    if raw.isascii() and raw.isdigit() and len(raw) <= digits:
-        return int(raw)
-    return None
 
 
 def page_args() -> tuple[int, int]:

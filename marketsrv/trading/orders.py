@@ -103,8 +103,8 @@ class Orders:
             if price not in (None, ""):
                 # A price on a market order is its protection limit: it trades at that price
                 # or better, never past it (and never past the collar either).
-                ticks = self._protect(inst, Side(side), price, ticks)
                 protection = parse_cents(price, "price")
+                ticks = self._protect(inst, Side(side), protection, ticks)
             hold_cents = inst.cents(ticks)
         # What makes two requests the same order (client_order_id retries): what the user
         # asked for, not what the book made of it (the collar moves with the market).
@@ -120,8 +120,7 @@ class Orders:
         )  # fmt: skip
 
     @staticmethod
-    def _protect(inst: Instrument, side: Side, price: object, collar: int) -> int:
-        cents = parse_cents(price, "price")
+    def _protect(inst: Instrument, side: Side, cents: int, collar: int) -> int:
         if cents == 0:  # what many frontends send for "no price"
             return collar
         if cents < 0:

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from marketsrv.errors import BadRequest
 from marketsrv.trading.money import DECIMAL_TEXT
+from marketsrv.units import whole_number
 
 MAX_QUANTITY = 1_000_000
 M = TypeVar("M", bound=BaseModel)
@@ -77,9 +78,10 @@ def _whole_number(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("quantity must be a whole number")
     if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        number = whole_number(value, 9)
+        if number is None:
             raise ValueError("quantity must be a whole number written with the digits 0-9")
-        return int(value)
+        return number
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
