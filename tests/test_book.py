@@ -37,12 +37,17 @@ BUY, SELL = Side.BUY, Side.SELL
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 
 
-def make_book(*orders: tuple[int, Side, int, int] | tuple[int, Side, int, int, str]) -> OrderBook:
-    """A book with a fixed clock holding the given resting (order_id, side, qty, price[, owner])."""
+def make_book(
+    *orders: tuple[int, Side, int, int] | tuple[int, Side, int, int, str], match: bool = True
+) -> OrderBook:
+    """A book with a fixed clock holding the given resting (order_id, side, qty, price[, owner]),
+    in arrival order; `match=False` rests them in a call phase, where they may cross."""
     book = OrderBook("TEST", clock=lambda: 1_000)
     for order_id, side, qty, price, *owner in orders:
-        result = book.submit(order_id, side, qty, price, owner=owner[0] if owner else None)
-        assert result.resting == qty, "builder orders must not cross"
+        result = book.submit(
+            order_id, side, qty, price, owner=owner[0] if owner else None, match=match
+        )
+        assert (result.resting, result.trades) == (qty, []), "builder orders must not trade"
     return book
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from marketsrv.engine.auction import run_auction
 from marketsrv.engine.levels import BookSide, Entry, new_trade
 from marketsrv.engine.types import (
     BookDiff,
@@ -44,6 +45,10 @@ class OrderBook:
     cancelled (removed and listed in `OrderResult.self_trade_cancels`) and matching carries on
     with the next resting order; no trade between the two is ever printed. A fill-or-kill order's
     availability check therefore ignores that owner's own resting liquidity.
+
+    Call phase: `submit(..., match=False)` rests a GTC limit order without matching, so the book
+    may be crossed until `uncross()` runs the opening auction; continuous trading (match=True)
+    on a crossed book still works but does not uncross it.
     """
 
     def __init__(self, symbol: str, clock: Callable[[], int] = wall_clock_ms) -> None:
@@ -64,8 +69,13 @@ class OrderBook:
         price: int | None = None,
         tif: TimeInForce = _GTC,
         owner: str | None = None,
+        match: bool = True,
     ) -> OrderResult:
-        """Match an order and rest (GTC limit) or cancel what is left; `price=None` is market."""
+        """Match an order and rest (GTC limit) or cancel what is left; `price=None` is market.
+
+        `match=False` is the call phase: a GTC limit order rests at its price even if it crosses
+        the opposite side; market and IOC/FOK orders are refused (they could only be cancelled).
+        """
         if type(quantity) is not int or quantity <= 0:
             quantity = _positive_int(quantity, "quantity")
         if price is not None and (type(price) is not int or price <= 0):
@@ -84,6 +94,11 @@ class OrderBook:
         remaining = quantity
         seq = self.seq + 1
         best = opp.best
+        if not match:  # call phase: rest at its price without looking at the opposite side
+            if price is None or tif is not _GTC:
+                kind = "market" if price is None else tif.value.upper()
+                raise OrderRejected(f"only GTC limit orders can rest in a call phase, not {kind}")
+            best = None
         crosses = best is not None and (
             price is None or (best <= price if side is _BUY else best >= price)
         )
@@ -99,7 +114,7 @@ class OrderBook:
                 level = own.levels.get(price)
                 if level is None:
                     level = own.add_level(price)
-                order = Entry(order_id, side, price, remaining, owner)
+                order = Entry(order_id, side, price, remaining, owner, seq)
                 level.queue.append(order)
                 level.qty += remaining
                 self._orders[order_id] = order
@@ -187,6 +202,31 @@ class OrderBook:
                 return True
         return False
 
+    def uncross(self, reference: int | None = None) -> OrderResult:
+        """The opening auction: trade all that crosses at one price (rules: auction.py).
+
+        Price: most volume, then least surplus, then nearest `reference`, then the lower one.
+        Trades print `aggressor=BUY`, buy entry as taker, sell entry as maker (`maker_remaining`
+        is the sell's rest; the buy's is `remaining(taker_order_id)` afterwards). Self-trade:
+        the later-arrived of two same-owner entries is cancelled and the auction re-priced.
+        One seq bump (none if nothing happened); the book ends uncrossed."""
+        seq = self.seq + 1
+        trades, self_trade_cancels = run_auction(
+            self._bids, self._asks, self._orders, self.cancel, reference,
+            symbol=self.symbol, now=self._clock(), trade_id=self._trade_id, seq=seq,
+        )  # fmt: skip
+        if trades:
+            self._trade_id = trades[-1].trade_id
+        if trades or self_trade_cancels:
+            self.seq = seq  # each self-trade cancel went through cancel(), which counts itself
+        volume = sum(t.quantity for t in trades)
+        return OrderResult(0, _BUY, volume, trades, volume, self_trade_cancels=self_trade_cancels)
+
+    def crossed(self) -> bool:
+        """Whether the best bid is at or above the best ask (only ever after a call phase)."""
+        bid, ask = self._bids.best, self._asks.best
+        return bid is not None and ask is not None and bid >= ask
+
     def cancel(self, order_id: int) -> int | None:
         """Remove a resting order; return its remaining quantity, or None if it is not live."""
         order = self._orders.pop(order_id, None)
@@ -220,6 +260,15 @@ class OrderBook:
         """
         order = self._orders.get(order_id)
         return 0 if order is None else order.remaining
+
+    @property
+    def trade_ids(self) -> int:
+        """The last trade id given; the next trade gets the one after."""
+        return self._trade_id
+
+    def resume_trade_ids(self, last: int) -> None:
+        """Number trades after `last`: a restarted market keeps its trade ids unique."""
+        self._trade_id = max(self._trade_id, last)
 
     def best_bid(self) -> int | None:
         return self._bids.best

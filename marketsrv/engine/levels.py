@@ -40,16 +40,25 @@ class Entry:
     # No reference back to the Level: Level -> deque -> Entry -> Level would be a reference
     # cycle, and every filled or cancelled order would then wait for the cyclic garbage
     # collector (whose full passes showed up as 50-100 ms stalls of the streams).
-    __slots__ = ("order_id", "owner", "price", "remaining", "side")
+    __slots__ = ("arrival", "order_id", "owner", "price", "remaining", "side")
 
     def __init__(
-        self, order_id: int, side: Side, price: int, remaining: int, owner: str | None
+        self,
+        order_id: int,
+        side: Side,
+        price: int,
+        remaining: int,
+        owner: str | None,
+        arrival: int,
     ) -> None:
         self.order_id = order_id
         self.side = side
         self.price = price
         self.remaining = remaining  # 0 marks a cancelled entry still sitting in its deque
         self.owner = owner
+        # The book's seq when the order rested: unique and increasing, so it orders arrivals
+        # across both sides (the opening auction's self-trade rule cancels the later one).
+        self.arrival = arrival
 
 
 class Level:
