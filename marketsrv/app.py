@@ -21,13 +21,16 @@ from marketsrv import __version__
 from marketsrv.api import register_error_handlers, stocks_blueprint
 from marketsrv.api.access_log import AccessLog
 from marketsrv.api.accounts import blueprint as accounts_blueprint
+from marketsrv.api.admin import blueprint as admin_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.api.openapi import MarketsrvOpenAPI
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
+from marketsrv.market.calendar import Calendar
 from marketsrv.market.instruments import universe_currency
+from marketsrv.memory import MarketMemory, MemorySettings
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
@@ -42,33 +45,37 @@ MAX_BODY_BYTES = 64 * 1024
 def build_runtime(settings: Settings) -> Runtime:
     """The market, simulator and trading services for these settings.
 
-    Blocking (reads the universe file, opens the database and reloads open orders): call it
-    before serving, and close the runtime's trading services when done.
+    Blocking (reads the universe file, opens the database, restores the market's memory and
+    reloads open orders): call it before serving, and close the runtime's trading services when
+    done.
     """
+    if settings.seed < 0:
+        settings = settings.replace(seed=random.SystemRandom().randrange(2**31))
     market = Market(
         load_universe(settings.universe),
         trade_history=settings.trade_history,
         candle_history=settings.candle_history,
         currency=universe_currency(settings.universe),
+        calendar=Calendar(settings.calendar, settings.timezone),
     )
     simulator = None
     if settings.simulate:
-        seed = settings.seed if settings.seed >= 0 else random.SystemRandom().randrange(2**31)
-        settings = settings.replace(seed=seed)
         simulator = Simulator(
             market,
-            seed=seed,
+            seed=settings.seed,
             tick_interval_ms=settings.tick_interval_ms,
             volatility_scale=settings.volatility_scale,
             active_fraction=settings.active_fraction,
             takers_per_tick=settings.takers_per_tick,
         )
-    hub = Hub(
+    memory = MarketMemory(
         market,
-        HubSettings(
-            max_connections=settings.ws_max_connections,
-            slow_client_timeout_s=settings.ws_slow_client_timeout_s,
-            dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
+        simulator,
+        MemorySettings(
+            history_days=settings.history_days,
+            history_minute_days=settings.history_minute_days,
+            candle_retention_days=settings.candle_retention_days,
+            seed=settings.seed,
         ),
     )
     trading = Trading.open(
@@ -84,10 +91,22 @@ def build_runtime(settings: Settings) -> Runtime:
             login_failures_per_account=settings.login_failures_per_account,
             registrations_per_address=settings.registrations_per_address,
         ),
+        off_tick_prices=settings.off_tick_prices,
+        before_reload=memory.restore,  # the market as it was, before users' orders meet it
+    )
+    # After the restore: the hub starts from the restored trades, not before them.
+    hub = Hub(
+        market,
+        HubSettings(
+            max_connections=settings.ws_max_connections,
+            slow_client_timeout_s=settings.ws_slow_client_timeout_s,
+            dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
+        ),
     )
     return Runtime(
-        settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading
-    )
+        settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading,
+        memory=memory,
+    )  # fmt: skip
 
 
 def create_app(runtime: Runtime) -> QuartTrio:
@@ -108,11 +127,13 @@ def create_app(runtime: Runtime) -> QuartTrio:
         openapi_provider_class=MarketsrvOpenAPI,
     )
     security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
+    security_scheme_blueprint(admin_blueprint, [{"bearer": []}])
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(trading_blueprint)
+    app.register_blueprint(admin_blueprint)
     origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
     cors(
         app,
@@ -140,6 +161,10 @@ def create_app(runtime: Runtime) -> QuartTrio:
     @app.after_serving
     async def stop_market() -> None:
         market_scope.cancel()
+        try:
+            await runtime.save_market()  # the last second of the market's history
+        except Exception:
+            log.exception("the market's last state could not be saved")
         if runtime.trading_services is not None:
             # Drains the writer: every acknowledged write is already durable, this ends the rest.
             await trio.to_thread.run_sync(runtime.trading_services.close)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from marketsrv import __version__, users_cli
+from marketsrv import __version__, scenario_cli, users_cli
 from marketsrv.api.hosts import is_loopback
 from marketsrv.app import build_runtime, create_app
 from marketsrv.market import UniverseError
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A realtime market-data and paper-trading server on one port.",
         epilog="Settings also come from a TOML file (--config, or MARKETSRV_CONFIG) and from "
         "MARKETSRV_* environment variables; flags win. See --help-settings. Accounts from the "
-        "shell: marketsrv users create NAME... (marketsrv users --help).",
+        "shell: marketsrv users create NAME... (marketsrv users --help). Demo scenarios on a "
+        "running server: marketsrv scenario halt SCOM (marketsrv scenario --help).",
     )
     parser.add_argument("--version", action="version", version=f"marketsrv {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
@@ -124,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["users"]:
         return users_cli.main(argv[1:])
+    if argv[:1] == ["scenario"]:
+        return scenario_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.help_settings:
@@ -159,10 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.demo_user == "on" or (settings.demo_user == "auto" and loopback)
     )
     if demo and trading is not None:
-        users_cli.ensure_demo_user(trading.store.db)
+        users_cli.ensure_demo_user(trading.store.db, admin=settings.demo_user_admin)
     if args.get is not None:
         return trio.run(_get, runtime, args.get)
     assert sock is not None
+    try:
+        scenario_cli.write_operator_token(settings.database, runtime.operator_token)
+    except OSError as exc:  # scenarios then need an admin's token; the server runs anyway
+        log.warning("cannot write the operator token beside the database: %s", exc)
     log.info(
         "marketsrv %s; database %s; universe %s (%d instruments, version %s)",
         __version__,
@@ -171,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         len(runtime.market.instruments),
         universe_version(settings.universe),
     )
-    trio.run(_serve_until_signal, runtime, sock, demo)
+    try:
+        trio.run(_serve_until_signal, runtime, sock, demo)
+    finally:
+        scenario_cli.operator_token_path(settings.database).unlink(missing_ok=True)
     return 0
 
 

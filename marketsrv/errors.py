@@ -36,6 +36,12 @@ class NotAuthenticated(MarketsrvError):
     status = 401
 
 
+class Forbidden(MarketsrvError):
+    """Authenticated, but not allowed to do this (403)."""
+
+    status = 403
+
+
 class NotFound(MarketsrvError):
     """No such thing, or not yours (404)."""
 
@@ -63,6 +69,7 @@ class Unavailable(MarketsrvError):
 __all__ = [
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "MarketsrvError",
     "NotAuthenticated",
     "NotFound",

@@ -1,13 +1,17 @@
 """What one running server owns, and the loop that drives the market and its streams.
 
 `Runtime` is reachable from request handlers through `current_runtime()`. `run_market` is the one
-long-lived task of the market: each tick the simulator trades, and at each stream interval the hub
-publishes what changed, in that order, so every published update carries that tick's trades.
+long-lived task of the market: each tick the market keeps time (phases, day rolls, the opening
+auction) and the simulator trades, at each stream interval the hub publishes what changed, in that
+order, so every published update carries that tick's trades, and once a second the market's
+memory saves what changed.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -16,11 +20,14 @@ from quart import current_app
 
 from marketsrv.errors import Unavailable
 from marketsrv.market import Market, Simulator
+from marketsrv.market.days import keep_time
+from marketsrv.memory import SAVE_INTERVAL_S, MarketMemory
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
 from marketsrv.trading import Trading
 
 EXTENSION_KEY = "marketsrv"
+log = logging.getLogger("marketsrv")
 
 
 @dataclass
@@ -30,8 +37,20 @@ class Runtime:
     simulator: Simulator | None
     hub: Hub
     trading_services: Trading | None = None
+    memory: MarketMemory | None = None
+    # Lets `marketsrv scenario` act as an admin: written beside the database at start.
+    operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started_monotonic: float = field(default_factory=time.monotonic)
     running: bool = False
+
+    async def save_market(self) -> None:
+        """Save what changed in the market: collected here, written on the storage writer."""
+        if self.memory is None or self.trading_services is None:
+            return
+        batch = self.memory.collect()
+        if batch.rows:
+            db = self.trading_services.store.db
+            await trio.to_thread.run_sync(self.memory.write, db, batch)
 
     def trading(self) -> Trading:
         if self.trading_services is None:
@@ -50,15 +69,28 @@ async def run_market(
     """Tick the simulator and publish the streams on their schedules until cancelled.
 
     A late tick is skipped rather than made up in a burst. The hub's watchdog (slow and dead
-    clients) runs once a second in a nursery of its own, since dropping a client may await.
+    clients) runs once a second in a nursery of its own, since dropping a client may await; so
+    does the market's save, one at a time (a slow disk delays the next save, never the market).
     """
-    sim, hub = runtime.simulator, runtime.hub
+    sim, hub, market = runtime.simulator, runtime.hub, runtime.market
     tick_s = runtime.settings.tick_interval_ms / 1000
     publish_s = runtime.settings.stream_interval_ms / 1000
     async with trio.open_nursery() as nursery:
         now = trio.current_time()
         next_tick = next_publish = now
         next_watch = now + 1.0
+        next_save = now + SAVE_INTERVAL_S
+        saving = False
+
+        async def save() -> None:
+            nonlocal saving
+            try:
+                await runtime.save_market()
+            except Exception:  # a full disk must not stop the market: log, try again later
+                log.exception("the market's state could not be saved")
+            finally:
+                saving = False
+
         runtime.running = True
         task_status.started()
         # Everything imported and built at start-up lives as long as the process: move it out of
@@ -67,6 +99,7 @@ async def run_market(
         try:
             while True:
                 now = trio.current_time()
+                keep_time(market)  # the hub publishes a change of phase with the next update
                 if sim is not None and now >= next_tick:
                     sim.step()
                     next_tick = max(next_tick + tick_s, now)
@@ -76,7 +109,11 @@ async def run_market(
                 if now >= next_watch:
                     hub.watch(nursery)
                     next_watch = now + 1.0
-                wake = min(next_publish, next_watch)
+                if now >= next_save and not saving:
+                    saving = True
+                    nursery.start_soon(save)
+                    next_save = now + SAVE_INTERVAL_S
+                wake = min(next_publish, next_watch, next_save)
                 if sim is not None:
                     wake = min(wake, next_tick)
                 await trio.sleep_until(wake)

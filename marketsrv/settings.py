@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "MARKETSRV_"
 # Environment variables that configure the launcher rather than the server.
@@ -56,6 +57,30 @@ class Settings:
     )
     takers_per_tick: float = _setting(
         0.5, "Mean marketable orders the simulated takers send per symbol per tick."
+    )
+    calendar: str = _setting(
+        "always",
+        "Trading days: always (24 hours, the day rolls at midnight in `timezone`) or nse"
+        " (Mon-Fri, Africa/Nairobi: pre-open 09:00, auction 09:30, close 15:00).",
+    )
+    timezone: str = _setting(
+        "Africa/Nairobi", "IANA time zone whose midnight rolls the day of the always calendar."
+    )
+    off_tick_prices: str = _setting(
+        "round",
+        "A limit price between two ticks: round (a buy down, a sell up, with a note) or reject.",
+    )
+    history_days: int = _setting(
+        365, "Days of synthetic daily bars a new database starts with (0: none)."
+    )
+    history_minute_days: int = _setting(
+        2, "Of those, the last days that also get one-minute candles."
+    )
+    candle_retention_days: int = _setting(
+        7, "Days of one-minute candles kept in the database (daily bars are kept for good)."
+    )
+    demo_user_admin: bool = _setting(
+        False, "Make the demo user an admin (may run scenarios over REST)."
     )
     trade_history: int = _setting(1000, "Recent trades kept in memory per symbol.")
     candle_history: int = _setting(1440, "One-minute candles kept in memory per symbol.")
@@ -267,6 +292,20 @@ def validate(settings: Settings) -> Settings:
         < 0
     ):
         problems.append("the login and registration limits must not be negative")
+    if settings.calendar not in {"always", "nse"}:
+        problems.append("calendar must be always or nse")
+    try:
+        ZoneInfo(settings.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        problems.append(f"timezone {settings.timezone!r} is not a known IANA time zone")
+    if settings.off_tick_prices not in {"round", "reject"}:
+        problems.append("off_tick_prices must be round or reject")
+    if not 0 <= settings.history_days <= 20_000 or not 0 <= settings.history_minute_days <= 30:
+        problems.append("history_days must be 0 to 20000, history_minute_days 0 to 30")
+    if settings.history_minute_days > settings.history_days:
+        problems.append("history_minute_days must not exceed history_days")
+    if settings.candle_retention_days < 1:
+        problems.append("candle_retention_days must be at least 1")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

@@ -26,6 +26,18 @@ DEMO_PASSWORD = "marketsrv-demo"
 DEMO_CASH_CENTS = 1_000_000_00
 
 
+def set_admin(db: Database, username: str, admin: bool) -> bool:
+    """Give or take the admin role; False if there is no such user."""
+    changed: int = db.write(
+        lambda conn: (
+            conn.execute(
+                "UPDATE users SET is_admin = ? WHERE username = ?", (int(admin), username)
+            ).rowcount
+        )
+    )
+    return changed > 0
+
+
 def create_user(db: Database, username: str, password: str, deposit_cents: int) -> bool:
     """Create a user with a wallet (and a first deposit); False if the name is taken."""
     accounts.check_credentials(username, password)
@@ -48,8 +60,12 @@ def create_user(db: Database, username: str, password: str, deposit_cents: int) 
     return created
 
 
-def ensure_demo_user(db: Database) -> bool:
-    return create_user(db, DEMO_USERNAME, DEMO_PASSWORD, DEMO_CASH_CENTS)
+def ensure_demo_user(db: Database, admin: bool = False) -> bool:
+    """The demo user, an admin only when the demo_user_admin setting says so (it is a known
+    password: on a shared machine anyone could log in as it)."""
+    created = create_user(db, DEMO_USERNAME, DEMO_PASSWORD, DEMO_CASH_CENTS)
+    set_admin(db, DEMO_USERNAME, admin)
+    return created
 
 
 def main(argv: Sequence[str]) -> int:
@@ -59,15 +75,20 @@ def main(argv: Sequence[str]) -> int:
     create.add_argument("names", nargs="+", metavar="NAME")
     create.add_argument("--password", help="their password (default: a random one, printed)")
     create.add_argument("--deposit", default="0", help="KES to deposit in each wallet")
-    create.add_argument("--database", help="SQLite file (default: the database setting)")
-    create.add_argument("--config", metavar="FILE", help="TOML file of settings")
+    create.add_argument("--admin", action="store_true", help="make them admins (scenarios)")
+    admin = commands.add_parser("admin", help="give users the admin role (or take it away)")
+    admin.add_argument("names", nargs="+", metavar="NAME")
+    admin.add_argument("--revoke", action="store_true", help="take the role away")
+    for command in (create, admin):
+        command.add_argument("--database", help="SQLite file (default: the database setting)")
+        command.add_argument("--config", metavar="FILE", help="TOML file of settings")
     args = parser.parse_args(argv)
     try:
         settings = load(
             {"database": args.database} if args.database else {},
             Path(args.config) if args.config else None,
         )
-        deposit = parse_cents(args.deposit, "deposit")
+        deposit = parse_cents(args.deposit, "deposit") if args.command == "create" else 0
         if deposit < 0:
             raise BadRequest("invalid_deposit", "deposit must not be negative")
     except (SettingsError, MarketsrvError) as exc:
@@ -83,6 +104,14 @@ def main(argv: Sequence[str]) -> int:
     print(f"marketsrv users: database {db.path.resolve()}", file=sys.stderr)
     status = 0
     try:
+        if args.command == "admin":
+            for name in args.names:
+                if set_admin(db, name, not args.revoke):
+                    print(f"{name}: {'no longer an admin' if args.revoke else 'admin'}")
+                else:
+                    print(f"{name}: no such user", file=sys.stderr)
+                    status = 1
+            return status
         for name in args.names:
             password = args.password or secrets.token_urlsafe(12)
             try:
@@ -92,8 +121,10 @@ def main(argv: Sequence[str]) -> int:
                 status = 1
                 continue
             if created:
+                if args.admin:
+                    set_admin(db, name, True)
                 shown = "" if args.password else f" password {password}"
-                print(f"created {name}{shown}")
+                print(f"created {name}{shown}" + (" (admin)" if args.admin else ""))
             else:
                 print(f"{name}: that username is taken", file=sys.stderr)
                 status = 1

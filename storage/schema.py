@@ -106,6 +106,63 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_unpublished ON outbox(id) WHERE published_at IS NULL;
     """,
+    # 2: the market's memory (prices, candles, daily bars, recent trades), the admin role, and
+    # book prices in cents (the tick now depends on the price, so the book counts in cents).
+    """
+    ALTER TABLE orders RENAME COLUMN price_ticks TO book_price_cents;
+    UPDATE orders SET book_price_cents = price_cents;
+    ALTER TABLE users ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0;
+    -- One row per symbol: the state a restart resumes from (saved about once a second).
+    CREATE TABLE market_symbols (
+        symbol TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        saved_at INTEGER NOT NULL,
+        previous_close INTEGER NOT NULL,
+        open INTEGER,
+        high INTEGER,
+        low INTEGER,
+        last INTEGER,
+        volume INTEGER NOT NULL,
+        turnover INTEGER NOT NULL,
+        trades INTEGER NOT NULL,
+        last_trade_ms INTEGER,
+        last_trade_id INTEGER NOT NULL,
+        fair REAL,
+        halted TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE candles_1m (
+        symbol TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        high INTEGER NOT NULL,
+        low INTEGER NOT NULL,
+        close INTEGER NOT NULL,
+        volume INTEGER NOT NULL,
+        trades INTEGER NOT NULL,
+        PRIMARY KEY (symbol, start_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE daily_bars (
+        symbol TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        high INTEGER NOT NULL,
+        low INTEGER NOT NULL,
+        close INTEGER NOT NULL,
+        volume INTEGER NOT NULL,
+        trades INTEGER NOT NULL,
+        PRIMARY KEY (symbol, start_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE market_trades (
+        symbol TEXT NOT NULL,
+        trade_id INTEGER NOT NULL,
+        price INTEGER NOT NULL,
+        quantity INTEGER NOT NULL,
+        aggressor TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (symbol, trade_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE market_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,6 +20,7 @@ import trio_websocket
 from trio_websocket import WebSocketConnection
 
 from marketsrv.market import Instrument, Market, Simulator, load_universe
+from marketsrv.market.rules import TickTable
 from marketsrv.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,16 +40,24 @@ class FakeClock:
         self.now += ms
 
 
-def make_instrument(symbol: str = "TEST", price: str = "50.00", tick: str = "0.05") -> Instrument:
+def make_instrument(
+    symbol: str = "TEST",
+    price: str = "50.00",
+    tick: str | TickTable = "0.05",
+    band_bps: int | None = None,
+    volatility: float = 0.02,
+    lot: int = 1,
+) -> Instrument:
+    """An instrument with one fixed tick (or the given table) and, unless asked, no price band."""
     return Instrument(
         symbol=symbol,
         name=f"{symbol} Ltd",
         sector="Testing",
         reference_price=Decimal(price),
-        tick_size=Decimal(tick),
-        lot_size=100,
-        daily_volatility=0.02,
-        tick_cents=int(Decimal(tick) * 100),
+        ticks=tick if isinstance(tick, TickTable) else TickTable.fixed(int(Decimal(tick) * 100)),
+        lot_size=lot,
+        daily_volatility=volatility,
+        band_bps=band_bps,
     )
 
 

@@ -62,6 +62,8 @@ def start_server(nursery: trio.Nursery, isolated_database: Path) -> ServerFactor
             "host": "127.0.0.1", "port": 0, "seed": 5, "tick_interval_ms": 50,
             "stream_interval_ms": 50, "graceful_timeout_s": 1.0,
             "database": str(isolated_database), "demo_user": "off",
+            # A new database's made-up history: three weeks, not a year, so tests start fast.
+            "history_days": 20, "history_minute_days": 1,
         }  # fmt: skip
         settings = Settings(**{**base, **overrides})
         runtime = build_runtime(settings)

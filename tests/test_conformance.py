@@ -290,7 +290,7 @@ async def test_rest_trades_and_candles_shapes(start_server: ServerFactory) -> No
                     assert all(is_cents(c[k]) for k in ("open", "high", "low", "close"))
                     assert c["low"] <= min(c["open"], c["close"]) <= max(c["open"], c["close"])
                     assert max(c["open"], c["close"]) <= c["high"]
-            for bad in ("interval=7m", "interval=1M", "limit=0", "limit=1441"):
+            for bad in ("interval=7m", "interval=1M", "limit=0", "limit=5001", "from=x"):
                 body = await rest(http, f"/api/stocks/SCOM/candles/?{bad}", 400)
                 assert_error_body(body)
 

@@ -120,7 +120,7 @@ async def test_place_then_cancel_races_never_leave_a_ghost_in_the_book(
     statuses: dict[str, int] = {}
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         headers = await register(http, "racer", cash=10_000_000)
-        body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "25.00"}
+        body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "26.00"}
         for guess in range(1, 1001):  # one trader, so the next order's id is known
             placed: list[httpx.Response] = []
 

@@ -18,7 +18,7 @@ def test_bundled_universe_is_the_nse() -> None:
     assert len(instruments) >= 20 and {"SCOM", "KCB", "EQTY"} <= symbols
     for inst in instruments:
         assert inst.name and inst.sector and inst.lot_size > 0
-        assert inst.reference_price % inst.tick_size == 0, inst.symbol
+        assert inst.ticks.is_valid(inst.reference_cents), inst.symbol
 
 
 def test_benchmark_universe_has_fifty_symbols() -> None:
@@ -28,11 +28,8 @@ def test_benchmark_universe_has_fifty_symbols() -> None:
 
 def test_prices_convert_exactly() -> None:
     inst = make_instrument(price="28.50", tick="0.05")
-    assert inst.to_ticks(Decimal("28.55")) == 571
-    assert inst.cents(571) == 2855 and inst.price(571) == 28.55
-    assert inst.reference_ticks == 570
-    with pytest.raises(ValueError, match="tick size"):
-        inst.to_ticks(Decimal("28.52"))
+    assert inst.price(2855) == 28.55 and inst.reference_cents == 2850
+    assert inst.tick_size(2855) == Decimal("0.05") and not inst.ticks.is_valid(2852)
 
 
 @pytest.mark.parametrize(

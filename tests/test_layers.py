@@ -5,10 +5,10 @@ down (or stays inside its own package).
     storage   storage                                                    nothing of marketsrv
     1         marketsrv.engine                                           the order books, no I/O
     2         marketsrv.market                                           instruments, stats, sim
-    3         marketsrv.streams | marketsrv.trading                      neither knows the other
+    3         marketsrv.streams | marketsrv.trading | marketsrv.memory   none knows another
     4         marketsrv.runtime                                          what a server owns
     5         marketsrv.api                                              REST over the runtime
-    6         marketsrv.app, .server, .cli, .users_cli, .__main__       the top
+    6         marketsrv.app, .server, .cli, .users_cli, .scenario_cli, .__main__   the top
 """
 
 from __future__ import annotations
@@ -30,17 +30,23 @@ LAYERS: dict[str, int] = {
     "marketsrv.market": 2,
     "marketsrv.streams": 3,
     "marketsrv.trading": 3,
+    "marketsrv.memory": 3,
     "marketsrv.runtime": 4,
     "marketsrv.api": 5,
     "marketsrv.app": 6,
     "marketsrv.server": 6,
     "marketsrv.cli": 6,
     "marketsrv.users_cli": 6,
+    "marketsrv.scenario_cli": 6,
     "marketsrv.__main__": 6,
     "marketsrv": 6,  # the package's __init__: its version only
 }
 # Same layer, still apart: the streams never reach into trading, nor trading into the streams.
-APART = {frozenset({"marketsrv.streams", "marketsrv.trading"})}
+APART = {
+    frozenset({"marketsrv.streams", "marketsrv.trading"}),
+    frozenset({"marketsrv.streams", "marketsrv.memory"}),
+    frozenset({"marketsrv.trading", "marketsrv.memory"}),
+}
 
 
 def unit_of(module: str) -> str:

@@ -18,13 +18,15 @@ async def served(
     start_server: ServerFactory,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any], dict[str, str]]]:
     """A live server, its document, and a funded user who holds shares and has an open order."""
-    url, _ = await start_server(seed=8)
+    url, runtime = await start_server(seed=8)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         auth = await register(http, "auditor", cash=1_000_000)
         buy = {"symbol": "SCOM", "side": "buy", "quantity": 100, "order_type": "market"}
         assert (await http.post("/api/trading/orders/", json=buy, headers=auth)).status_code == 201
-        rest = {"symbol": "KCB", "side": "buy", "quantity": 10, "price": "30.00"}
-        await http.post("/api/trading/orders/", json=rest, headers=auth)
+        rest = {"symbol": "KCB", "side": "buy", "quantity": 10, "price": "50.00"}
+        assert (await http.post("/api/trading/orders/", json=rest, headers=auth)).status_code == 201
+        # The operator's token opens /api/admin/ (a user's token there is a 403 not_admin).
+        http.headers["X-Test-Operator"] = runtime.operator_token
         yield http, (await http.get("/api/openapi.json")).json(), auth
 
 
@@ -103,7 +105,10 @@ async def test_documented_answers_are_the_answers_sent(
         operation = operations.get("get")
         if operation is None or "{raw_id}" in path:
             continue
-        answer = await http.get(_fill(path), headers=auth)
+        headers = auth
+        if path.startswith("/api/admin/"):
+            headers = {"Authorization": f"Bearer {http.headers['X-Test-Operator']}"}
+        answer = await http.get(_fill(path), headers=headers)
         assert answer.status_code == 200, (path, answer.text)
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         _compare(document, schema, answer.json(), path)

@@ -66,7 +66,7 @@ def test_quiet_settings_keep_the_fair_value_still() -> None:
         simulator.step()
     assert all(not market.trades[s] for s in market.symbols)
     scom = market.books["SCOM"]
-    assert scom.best_bid() == 569 and scom.best_ask() == 571  # 28.45 / 28.55 around 28.50
+    assert scom.best_bid() == 2845 and scom.best_ask() == 2855  # one tick either side of 28.50
 
 
 def test_user_orders_meet_simulated_liquidity() -> None:

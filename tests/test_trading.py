@@ -141,7 +141,7 @@ async def test_overdraft_and_overselling_change_nothing(env: Env, tmp_path: Path
         ({"symbol": "SCOM", "side": "buy", "quantity": 0}, "invalid_quantity"),
         ({"symbol": "SCOM", "side": "buy", "quantity": 1.5}, "invalid_quantity"),
         ({"symbol": "SCOM", "side": "buy", "quantity": "lots"}, "invalid_quantity"),
-        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": 28.52}, "invalid_price"),
+        ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": 28.525}, "invalid_price"),
         ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": -5}, "invalid_price"),
         ({"symbol": "SCOM", "side": "buy", "quantity": 1, "price": 99.0}, "price_out_of_band"),
         ({"symbol": "SCOM", "side": "buy", "quantity": 1, "order_type": "limit"}, "invalid_price"),
@@ -328,7 +328,7 @@ async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> 
         )
         for user, side, price in ((seller, "sell", 2850), (buyer, "buy", 2860)):
             settlement.accept(conn, settlement.NewOrder(
-                user.id, "SCOM", side, "limit", "gtc", 300, price, price // 5, price, None, side, now,
+                user.id, "SCOM", side, "limit", "gtc", 300, price, price, price, None, side, now,
             ))  # fmt: skip
 
     db.write(setup)
@@ -509,7 +509,7 @@ async def test_a_price_on_a_market_order_is_its_protection_limit(env: Env) -> No
 async def test_page_links_are_url_encoded(env: Env) -> None:
     token = await env.user("quin", cash=100_000)
     for _ in range(2):
-        body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "25.00"}
+        body = {"symbol": "SCOM", "side": "buy", "quantity": 1, "price": "26.00"}
         await env.call("POST", "/api/trading/orders/", token, body, 201)
     page = await env.call(
         "GET", "/api/trading/orders/list/?page_size=1&tag=a%20b%26c%3Dd", token, status=200
@@ -613,8 +613,8 @@ async def test_the_lenient_spellings_the_docs_promise_still_work(env: Env) -> No
     assert {"type": "string", "pattern": "^[0-9]{1,7}$"} in order_in["quantity"]["oneOf"]
 
 
-@pytest.mark.parametrize("limit", ["0.01", "0.04", 0.01])
-async def test_a_protection_limit_below_one_tick_is_a_400_and_leaves_nothing_open(
+@pytest.mark.parametrize("limit", ["0.01", "0.04", 0.01, "25.60"])
+async def test_a_protection_limit_below_the_day_s_limits_is_a_400_and_leaves_nothing_open(
     env: Env, limit: Any
 ) -> None:
     token = await env.user("uma", cash=100_000)
@@ -625,8 +625,9 @@ async def test_a_protection_limit_below_one_tick_is_a_400_and_leaves_nothing_ope
         "order_type": "market",
         "price": limit,
     }
+    # A buy that may pay at most that can never trade today: SCOM's lowest price is 25.65.
     answer = await env.call("POST", "/api/trading/orders/", token, body, 400)
-    assert answer["code"] == "invalid_price"
+    assert answer["code"] == "price_out_of_band" and "25.65 to 31.35" in answer["message"]
     assert await env.call("GET", "/api/trading/orders/", token) == []
     assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0
 

@@ -35,7 +35,7 @@ async def current_user() -> User:
 
 
 def user_json(user: User) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username}
+    return {"id": user.id, "username": user.username, "is_admin": user.is_admin}
 
 
 async def credentials(*, login: bool = False) -> tuple[str, str]:
@@ -90,4 +90,6 @@ async def logout() -> dict[str, Any]:
 @blueprint.get("/me/")
 @document_response(UserOut)
 async def me() -> dict[str, Any]:
-    return user_json(await current_user())
+    user = await current_user()
+    admin = await current_runtime().trading().accounts.is_admin(user.id)
+    return {**user_json(user), "is_admin": admin}

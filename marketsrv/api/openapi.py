@@ -24,7 +24,7 @@ from marketsrv.trading.requests import field_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ERRORS = "_marketsrv_errors"
-NEEDS_TOKEN = ("/api/trading/", "/api/accounts/logout/", "/api/accounts/me/")
+NEEDS_TOKEN = ("/api/trading/", "/api/accounts/logout/", "/api/accounts/me/", "/api/admin/")
 
 
 class ErrorBody(BaseModel):
@@ -50,8 +50,10 @@ def errors(**by_status: list[str]) -> Callable[[F], F]:
 
 
 def field_codes(model: Any) -> list[str]:
-    """The codes a body or query model's fields fail with (shared with tests/test_error_codes)."""
-    return sorted({field_code(f) for f in getattr(model, "model_fields", {})})
+    """The codes a body or query model's fields fail with (shared with tests/test_error_codes):
+    named as the client writes the field (its alias: `from`, not `start`)."""
+    fields = getattr(model, "model_fields", {})
+    return sorted({field_code(info.alias or name) for name, info in fields.items()})
 
 
 def error_codes(rule: Rule, func: Any) -> dict[int, list[str]]:

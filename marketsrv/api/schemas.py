@@ -14,6 +14,7 @@ from marketsrv.units import DEFAULT_DEPTH, MAX_DEPTH, whole_number
 
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
+MAX_CANDLES = 5000
 
 
 def _ascii_whole(value: object) -> object:
@@ -52,8 +53,21 @@ class TradesQuery(_Query):
 
 
 class CandlesQuery(_Query):
-    interval: Literal["1m", "5m", "15m", "1h"] = "1m"
-    limit: QueryInt = Field(100, ge=1, le=1440, description="Newest candles to return, 1 to 1440.")
+    interval: Literal["1m", "5m", "15m", "1h", "1d", "1w"] = Field(
+        "1m",
+        description="Candle length. 1m to 1h are built from one-minute candles (kept"
+        " `candle_retention_days`); 1d and 1w from daily bars (kept for good; a week starts on"
+        " Monday).",
+    )
+    limit: QueryInt = Field(
+        100, ge=1, le=MAX_CANDLES, description=f"Newest candles to return, 1 to {MAX_CANDLES}."
+    )
+    start: QueryInt | None = Field(
+        None, alias="from", ge=0, description="Only candles that open at or after this time (ms)."
+    )
+    end: QueryInt | None = Field(
+        None, alias="to", ge=0, description="Only candles that open before this time (ms)."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -81,10 +95,18 @@ class Stock(BaseModel):
     ask: float | None
     bid_size: int
     ask_size: int
-    tick_size: float
-    lot_size: int
+    tick_size: float = Field(description="The tick in force at the current price (KES).")
+    lot_size: int = Field(description="The board lot: quantities are whole multiples of it.")
+    lower_limit: float | None = Field(
+        description="The lowest price allowed today (the daily band); null: no band."
+    )
+    upper_limit: float | None = Field(description="The highest price allowed today.")
+    state: Literal["pre_open", "open", "closed", "halted"] = Field(
+        description="pre_open: orders rest, no matching; open; closed; halted: orders refused."
+    )
+    trading_day: str = Field(description="The trading day these figures belong to (ISO date).")
     currency: str
-    is_active: bool
+    is_active: bool  # false while halted
     last_updated: str  # ISO 8601, UTC
     timestamp: int
 
@@ -158,9 +180,25 @@ class StreamsHealth(BaseModel):
     dropped: int  # clients dropped because their socket stayed stuck or went silent
 
 
+class MarketHealth(BaseModel):
+    state: Literal["pre_open", "open", "closed"]
+    trading_day: str  # ISO date
+    calendar: Literal["always", "nse"]
+    next_change: int  # when the state next changes (ms)
+    halted: list[str]  # symbols halted now
+
+
+class MemoryHealth(BaseModel):
+    saves: int  # batches of market state written since start
+    rows_saved: int
+    collect_ms: float  # event-loop time spent collecting them
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     symbols: int
     uptime_s: float
+    market: MarketHealth
     simulator: SimulatorHealth
     streams: StreamsHealth
+    memory: MemoryHealth | None

@@ -6,7 +6,9 @@ Every answer is computed from the live market at the moment of the request; ther
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import trio
 from quart import Blueprint
 from quart_schema import hide, validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import MethodNotAllowed
@@ -22,6 +24,8 @@ from marketsrv.api.schemas import (
     DepthQuery,
     Health,
     Level,
+    MarketHealth,
+    MemoryHealth,
     OrderBookSnapshot,
     PageQuery,
     SimulatorHealth,
@@ -33,11 +37,15 @@ from marketsrv.api.schemas import (
     TradesQuery,
     TrendingQuery,
 )
-from marketsrv.errors import NotFound
+from marketsrv.errors import BadRequest, NotFound
 from marketsrv.market import Instrument, Market
+from marketsrv.market.calendar import week_start
+from marketsrv.market.days import daily_bars
 from marketsrv.market.quote import quote
-from marketsrv.runtime import current_runtime
-from marketsrv.units import MINUTE_MS, iso_ms
+from marketsrv.market.stats import Candle, merge_candles
+from marketsrv.memory.tables import candles_between
+from marketsrv.runtime import Runtime, current_runtime
+from marketsrv.units import DAY_MS, MINUTE_MS, iso_ms
 
 blueprint = Blueprint("stocks", __name__, url_prefix="/api")
 
@@ -52,8 +60,9 @@ def stock_view(market: Market, symbol: str) -> Stock:
         change_percent=q.change_percent, percentage_change=q.change_percent, volume=q.volume,
         turnover=q.turnover, vwap=q.vwap, trades=q.trades, bid=q.bid, ask=q.ask,
         bid_size=q.bid_size, ask_size=q.ask_size, tick_size=q.tick_size, lot_size=q.lot_size,
-        is_active=True, last_updated=iso_ms(q.updated_ms), timestamp=q.updated_ms,
-        currency=market.currency,
+        lower_limit=q.lower_limit, upper_limit=q.upper_limit, state=q.state,
+        trading_day=market.session.day.isoformat(), is_active=q.state != "halted",
+        last_updated=iso_ms(q.updated_ms), timestamp=q.updated_ms, currency=market.currency,
     )  # fmt: skip
 
 
@@ -75,10 +84,19 @@ def paginate(items: list[Stock], query: PageQuery) -> StockPage:
 async def health() -> Health:
     rt = current_runtime()
     sim = rt.simulator
+    market = rt.market
     return Health(
         status="ok",
-        symbols=len(rt.market.instruments),
+        symbols=len(market.instruments),
         uptime_s=round(time.monotonic() - rt.started_monotonic, 3),
+        market=MarketHealth(
+            state=market.phase,
+            trading_day=market.session.day.isoformat(),
+            calendar=market.calendar.mode,  # type: ignore[arg-type]
+            next_change=market.session.until_ms,
+            halted=sorted(market.halted),
+        ),
+        memory=MemoryHealth(**rt.memory.figures()) if rt.memory else None,
         simulator=SimulatorHealth(
             running=rt.running and sim is not None,
             ticks=sim.ticks if sim else 0,
@@ -161,9 +179,7 @@ async def order_book(symbol: str, query_args: DepthQuery) -> OrderBookSnapshot:
     bids, asks = book.depth(query_args.depth)
 
     def levels(rows: list[tuple[int, int]]) -> list[Level]:
-        return [
-            Level(price=inst.price(p), quantity=q, total=inst.cents(p) * q / 100) for p, q in rows
-        ]
+        return [Level(price=inst.price(p), quantity=q, total=p * q / 100) for p, q in rows]
 
     return OrderBookSnapshot(
         symbol=inst.symbol,
@@ -199,18 +215,30 @@ async def trades(symbol: str, query_args: TradesQuery) -> TradeList:
 
 
 @blueprint.get("/stocks/<symbol>/candles/")
+@errors(s400=["invalid_range"])
 @validate_querystring(CandlesQuery)
 @validate_response(CandleList)
 async def candles(symbol: str, query_args: CandlesQuery) -> CandleList:
-    market = current_runtime().market
+    """Candles oldest first: the newest `limit` that open in [`from`, `to`). Times are the
+    candles' open times in ms; a daily bar's is the local midnight of its trading day."""
+    rt = current_runtime()
+    market = rt.market
     inst = find_symbol(market, symbol)
-    rows = market.stats[inst.symbol].candles_for(
-        _INTERVAL_MS[query_args.interval], query_args.limit
-    )
+    q = query_args
+    if q.start is not None and q.end is not None and q.start >= q.end:
+        raise BadRequest("invalid_range", "from must be before to")
+    if q.interval in ("1d", "1w"):
+        bars = daily_bars(market, inst.symbol)
+        if q.interval == "1d":
+            rows = merge_candles(bars, DAY_MS, q.limit, q.start, q.end, bucket=_same)
+        else:
+            rows = merge_candles(bars, 0, q.limit, q.start, q.end, bucket=_week(market))
+    else:
+        rows = await _minute_candles(rt, inst.symbol, _INTERVAL_MS[q.interval], q)
     price = inst.price
     return CandleList(
         symbol=inst.symbol,
-        interval=query_args.interval,
+        interval=q.interval,
         candles=[
             CandleOut(
                 time=c.start_ms,
@@ -224,3 +252,38 @@ async def candles(symbol: str, query_args: CandlesQuery) -> CandleList:
             for c in rows
         ],
     )
+
+
+def _same(start_ms: int) -> int:
+    return start_ms
+
+
+def _week(market: Market) -> Callable[[int], int]:
+    calendar = market.calendar
+
+    def monday(start_ms: int) -> int:
+        return calendar.day_ms(week_start(calendar.local_date(start_ms)))
+
+    return monday
+
+
+async def _minute_candles(
+    rt: Runtime, symbol: str, interval_ms: int, q: CandlesQuery
+) -> list[Candle]:
+    """Candles of 1m to 1h: from memory when it reaches back far enough, else from the
+    database (older one-minute candles, read off the event loop) followed by memory's."""
+    memory = rt.market.stats[symbol].candles
+    end = q.end if q.end is not None else 1 << 62
+    first = memory[0].start_ms if memory else end
+    # One-minute candles the answer may need at most: `limit` intervals' worth.
+    wanted = q.limit * (interval_ms // MINUTE_MS)
+    in_memory = sum(1 for c in memory if c.start_ms < end) if q.end is not None else len(memory)
+    older: list[Candle] = []
+    reaches_back = q.start is None or q.start < first
+    if reaches_back and in_memory < wanted and rt.trading_services is not None:
+        db = rt.trading_services.store.db
+        window = (q.start or 0, min(first, end), wanted - in_memory)
+        older = await trio.to_thread.run_sync(
+            db.read, lambda conn: candles_between(conn, symbol, *window)
+        )
+    return merge_candles([*older, *memory], interval_ms, q.limit, q.start, q.end)

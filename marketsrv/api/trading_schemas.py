@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 class UserOut(BaseModel):
     id: int
     username: str
+    is_admin: bool = Field(description="may run the market's scenarios (/api/admin/)")
 
 
 class TokenOut(BaseModel):

@@ -1,7 +1,8 @@
 """Instruments (the listed symbols) and the universe file they are read from.
 
-Money crosses into the engine here: a price in KES becomes an integer number of the instrument's
-ticks, and a tick count becomes integer cents. Nothing downstream multiplies floats for money.
+Every price in the books is integer cents (the currency's minor unit); which prices are valid is
+the instrument's tick table (rules.py): the NSE's bands unless the universe file fixes a tick.
+Nothing downstream multiplies floats for money.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from marketsrv.market.rules import BASIS_POINTS, NSE_TICKS, TickTable
+
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,11}$")
 DEFAULT_VOLATILITY = Decimal("0.02")
+DEFAULT_BAND_PERCENT = Decimal(10)  # the NSE's daily price band: 10% each way
 
 
 class UniverseError(ValueError):
@@ -28,29 +32,24 @@ class Instrument:
     symbol: str
     name: str
     sector: str
-    reference_price: Decimal  # previous close in KES; the session starts here
-    tick_size: Decimal  # smallest price step in KES
-    lot_size: int  # board lot in shares; the simulator trades whole lots
+    reference_price: Decimal  # the close before the first day the server ran, in KES
+    ticks: TickTable  # the tick size in force at each price
+    lot_size: int  # board lot in shares: orders are whole lots (the NSE's is 1 since 2025)
     daily_volatility: float  # standard deviation of a day's log return (the simulator's only float)
-    tick_cents: int  # tick_size in cents, exact
+    band_bps: int | None = 1000  # the day's price band each way in basis points; None: no band
 
-    def to_ticks(self, price: Decimal) -> int:
-        """A KES price as ticks; raises ValueError when it is not on the tick grid."""
-        ticks, rest = divmod(price, self.tick_size)
-        if rest != 0:
-            raise ValueError(f"{price} is not a multiple of the tick size {self.tick_size}")
-        return int(ticks)
-
-    def cents(self, ticks: int) -> int:
-        return ticks * self.tick_cents
-
-    def price(self, ticks: int) -> float:
-        """Ticks rendered as a JSON number of KES, exact to the cent."""
-        return ticks * self.tick_cents / 100
+    @staticmethod
+    def price(cents: int) -> float:
+        """Cents rendered as a JSON number of KES, exact to the cent."""
+        return cents / 100
 
     @property
-    def reference_ticks(self) -> int:
-        return int((self.reference_price / self.tick_size).to_integral_value())
+    def reference_cents(self) -> int:
+        return int(self.reference_price * 100)
+
+    def tick_size(self, price: int) -> Decimal:
+        """The tick in force at `price` (cents), in KES."""
+        return Decimal(self.ticks.tick_at(price)).scaleb(-2)
 
 
 def _decimal(entry: dict[str, Any], key: str, where: str) -> Decimal:
@@ -66,33 +65,81 @@ def _decimal(entry: dict[str, Any], key: str, where: str) -> Decimal:
     return value
 
 
+def _cents(value: Decimal, what: str) -> int:
+    if (value * 100) % 1 != 0:
+        raise UniverseError(f"{what} must be a whole number of cents")
+    return int(value * 100)
+
+
+def _ticks(entry: dict[str, Any], where: str) -> TickTable:
+    """`tick_size`: absent or "nse" for the NSE's bands, a number for one fixed tick, or a list
+    of bands [{"from": "0", "tick": "0.01"}, {"from": "5", "tick": "0.02"}, ...]."""
+    raw = entry.get("tick_size", "nse")
+    if raw == "nse":
+        return NSE_TICKS
+    if isinstance(raw, list):
+        bands = []
+        for i, band in enumerate(raw):
+            if not isinstance(band, dict):
+                raise UniverseError(f"{where}: tick_size[{i}] must be an object with from and tick")
+            start = band.get("from", 0)
+            bands.append(
+                (
+                    0 if start in (0, "0") else _cents(_decimal(band, "from", where), "from"),
+                    _cents(_decimal(band, "tick", where), "tick_size"),
+                )
+            )
+        try:
+            return TickTable(tuple(bands))
+        except ValueError as exc:
+            raise UniverseError(f"{where}: tick_size: {exc}") from None
+    tick = _cents(_decimal(entry, "tick_size", where), f"{where}: tick_size")
+    if tick < 1:
+        raise UniverseError(f"{where}: tick_size must be a whole number of cents")
+    return TickTable.fixed(tick)
+
+
 def parse_instrument(entry: Any, where: str) -> Instrument:
     if not isinstance(entry, dict):
         raise UniverseError(f"{where}: each instrument must be an object")
     symbol = entry.get("symbol")
     if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
         raise UniverseError(f"{where}: symbol must be 1-12 upper-case letters or digits")
-    tick = _decimal(entry, "tick_size", f"{where} ({symbol})")
-    if (tick * 100) % 1 != 0:
-        raise UniverseError(f"{where} ({symbol}): tick_size must be a whole number of cents")
-    price = _decimal(entry, "reference_price", f"{where} ({symbol})")
-    if price < tick:
-        raise UniverseError(f"{where} ({symbol}): reference_price is below one tick")
-    lot = entry.get("lot_size", 100)
+    here = f"{where} ({symbol})"
+    ticks = _ticks(entry, here)
+    price = _decimal(entry, "reference_price", here)
+    if (price * 100) % 1 != 0:
+        raise UniverseError(f"{here}: reference_price must be a whole number of cents")
+    if not ticks.is_valid(int(price * 100)):
+        raise UniverseError(
+            f"{here}: reference_price {price} is not on the tick grid"
+            f" (tick {ticks.tick_at(int(price * 100)) / 100:.2f} at that price)"
+        )
+    lot = entry.get("lot_size", 1)
     if not isinstance(lot, int) or isinstance(lot, bool) or lot < 1:
-        raise UniverseError(f"{where} ({symbol}): lot_size must be a positive integer")
+        raise UniverseError(f"{here}: lot_size must be a positive integer")
     vol = entry.get("daily_volatility", float(DEFAULT_VOLATILITY))
     if isinstance(vol, bool) or not isinstance(vol, (int, float)) or not 0 <= vol <= 1:
-        raise UniverseError(f"{where} ({symbol}): daily_volatility must be between 0 and 1")
+        raise UniverseError(f"{here}: daily_volatility must be between 0 and 1")
+    band = entry.get("price_band_percent", DEFAULT_BAND_PERCENT)
+    if isinstance(band, bool) or not isinstance(band, (int, float, str, Decimal)):
+        raise UniverseError(f"{here}: price_band_percent must be a number (0: no band)")
+    try:
+        band_percent = Decimal(str(band))
+    except InvalidOperation:
+        raise UniverseError(f"{here}: price_band_percent must be a number (0: no band)") from None
+    if not band_percent.is_finite() or not 0 <= band_percent < 100:
+        raise UniverseError(f"{here}: price_band_percent must be from 0 (no band) to under 100")
+    band_bps = int(band_percent * BASIS_POINTS / 100)
     return Instrument(
         symbol=symbol,
         name=str(entry.get("name", symbol)),
         sector=str(entry.get("sector", "")),
         reference_price=price,
-        tick_size=tick,
+        ticks=ticks,
         lot_size=lot,
         daily_volatility=float(vol),
-        tick_cents=int(tick * 100),
+        band_bps=band_bps or None,
     )
 
 

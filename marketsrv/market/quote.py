@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marketsrv.market.state import Market
+from marketsrv.market.state import Market, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,9 @@ class Quote:
     ask_size: int
     tick_size: float
     lot_size: int
+    state: State  # pre_open, open, closed or halted
+    lower_limit: float | None  # the day's price limits (None: the instrument has no band)
+    upper_limit: float | None
     seq: int  # the book's sequence number
     updated_ms: int  # when the symbol last changed
 
@@ -57,15 +60,18 @@ def quote(market: Market, symbol: str) -> Quote:
         change=price(stats.change),
         change_percent=stats.change_percent,
         volume=stats.volume,
-        turnover=inst.cents(stats.turnover) / 100,
-        vwap=None if vwap is None else round(vwap * inst.tick_cents) / 100,
+        turnover=stats.turnover / 100,
+        vwap=None if vwap is None else round(vwap) / 100,
         trades=stats.trade_count,
         bid=None if bid is None else price(bid),
         ask=None if ask is None else price(ask),
         bid_size=bid_size,
         ask_size=ask_size,
-        tick_size=float(inst.tick_size),
+        tick_size=float(inst.tick_size(current)),
         lot_size=inst.lot_size,
+        state=market.state_of(symbol),
+        lower_limit=price(market.limits[symbol].low) if inst.band_bps else None,
+        upper_limit=price(market.limits[symbol].high) if inst.band_bps else None,
         seq=market.books[symbol].seq,
         updated_ms=market.updated_ms[symbol],
     )

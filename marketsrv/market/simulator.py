@@ -7,6 +7,12 @@ towards the fair value so that the traded price follows it. Every printed price 
 
 Time is compressed so a demo moves: one simulated trading day of volatility passes every
 `DAY_SECONDS` of wall time. The same seed and universe replay the same orders and trades.
+
+Quotes sit on the instrument's tick grid (the tick in force at each price) and inside the day's
+price limits, and the fair value is held inside them too, so the simulator never trades outside
+the band. It trades only while the market is open: in pre-open and after the close it keeps a
+still ladder (the book stays visible and the auction has something to meet), and a halted symbol
+is left alone. An operator's scenario (scenarios.py) changes an agent's regime for a while.
 """
 
 from __future__ import annotations
@@ -17,43 +23,77 @@ import time
 
 from marketsrv.engine import Side, TimeInForce
 from marketsrv.market.instruments import Instrument
-from marketsrv.market.state import Market
+from marketsrv.market.state import Market, MarketRefused
 
 DAY_SECONDS = 600.0  # wall seconds per simulated trading day of volatility
 LEVELS = 12  # quoted levels per side; more than the default depth of 10
 JUMP_PROBABILITY_PER_DAY = 2.0  # expected jumps per simulated day
 JUMP_SIZE = 0.02  # standard deviation of a jump's log return
 SPREAD_FRACTION = 0.0008  # half the quoted spread as a fraction of the price (at least half a tick)
+ROUND_LOT = 100  # shares per quoted unit: the board lot is 1, but nobody quotes single shares
+
+
+class Regime:
+    """How an agent behaves now: normal, or changed by a scenario until `until_tick`."""
+
+    __slots__ = ("levels", "pull_rate", "pull_to", "size", "spread", "until_tick", "volatility")
+
+    def __init__(self) -> None:
+        self.volatility = 1.0  # multiplies the walk's standard deviation
+        self.spread = 1.0  # multiplies the quoted spread
+        self.levels = LEVELS  # quoted levels per side
+        self.size = 1.0  # multiplies quote sizes
+        self.pull_to: float | None = None  # a log fair value the walk is drawn back to
+        self.pull_rate = 0.0  # the share of the gap to `pull_to` closed each tick
+        self.until_tick: int | None = None  # when the regime ends (None: until replaced)
 
 
 class _SymbolAgent:
     """The simulated participants of one symbol; all their randomness comes from `rng`."""
 
-    __slots__ = ("asks", "bids", "ceiling", "floor", "inst", "jump_p", "log_fair", "rng", "sigma")
+    __slots__ = (
+        "asks", "bids", "ceiling", "floor", "inst", "jump_p", "log_fair", "regime", "rng", "sigma",
+    )  # fmt: skip
 
     def __init__(self, inst: Instrument, seed: int, tick_s: float, volatility_scale: float) -> None:
         self.inst = inst
         self.rng = random.Random(f"{seed}:{inst.symbol}")
-        ref = inst.reference_ticks
+        ref = inst.reference_cents
         self.log_fair = math.log(ref)
-        # Keep the walk in a band where the tick grid still makes a sensible book.
+        # Keep the walk in a range where the tick grid still makes a sensible book.
         self.floor = math.log(max(10.0, ref / 4))
         self.ceiling = math.log(ref * 4)
         self.sigma = inst.daily_volatility * volatility_scale * math.sqrt(tick_s / DAY_SECONDS)
         self.jump_p = JUMP_PROBABILITY_PER_DAY * tick_s / DAY_SECONDS if volatility_scale else 0.0
-        self.bids: dict[int, int] = {}  # price ticks -> order id of our resting quote
+        self.bids: dict[int, int] = {}  # price cents -> order id of our resting quote
         self.asks: dict[int, int] = {}
+        self.regime = Regime()
 
-    def move_fair_value(self) -> float:
-        rng = self.rng
-        step = self.sigma * rng.gauss(0.0, 1.0)
+    @property
+    def fair(self) -> float:
+        return math.exp(self.log_fair)
+
+    def move_fair_value(self, low: int, high: int) -> float:
+        """One step of the walk, held inside the day's limits [low, high] (cents)."""
+        rng, regime = self.rng, self.regime
+        step = self.sigma * regime.volatility * rng.gauss(0.0, 1.0)
         if self.jump_p and rng.random() < self.jump_p:
             step += rng.gauss(0.0, JUMP_SIZE)
-        self.log_fair = min(self.ceiling, max(self.floor, self.log_fair + step))
+        if regime.pull_to is not None:  # a recovery: close a share of the gap each tick
+            step += (regime.pull_to - self.log_fair) * regime.pull_rate
+        floor = max(self.floor, math.log(low))
+        ceiling = min(self.ceiling, math.log(high))
+        self.log_fair = min(ceiling, max(floor, self.log_fair + step))
         return math.exp(self.log_fair)
 
     def quote_size(self, level: int) -> int:
-        return self.inst.lot_size * self.rng.randint(1, 10) * (1 + level // 3)
+        unit = max(self.inst.lot_size, ROUND_LOT)
+        return max(
+            self.inst.lot_size,
+            int(unit * self.rng.randint(1, 10) * (1 + level // 3) * self.regime.size)
+            // self.inst.lot_size
+            * self.inst.lot_size,
+        )
 
 
 class Simulator:
@@ -73,19 +113,33 @@ class Simulator:
         self.active_fraction = active_fraction
         self.takers_per_tick = takers_per_tick
         tick_s = tick_interval_ms / 1000
-        self.agents = [
-            _SymbolAgent(inst, seed, tick_s, volatility_scale)
+        self.agents = {
+            inst.symbol: _SymbolAgent(inst, seed, tick_s, volatility_scale)
             for inst in market.instruments.values()
-        ]
+        }
         self.ticks = 0
         self.busy_s = 0.0  # CPU-bound time spent in step(), for the health page and benchmarks
 
     def step(self) -> None:
         """Advance every symbol by one tick."""
         started = time.perf_counter()
-        for agent in self.agents:
+        market = self.market
+        trading = market.phase == "open"
+        for symbol, agent in self.agents.items():
+            regime = agent.regime
+            if regime.until_tick is not None and self.ticks >= regime.until_tick:
+                agent.regime = Regime()
+            if symbol in market.halted:
+                continue
+            if not trading:
+                # Quiet: a still ladder, placed once, so the book is visible and the auction
+                # has liquidity to meet.
+                if not agent.bids and not agent.asks:
+                    self._requote(agent, agent.fair, refresh=False)
+                continue
             if self.active_fraction >= 1.0 or agent.rng.random() < self.active_fraction:
-                fair = agent.move_fair_value()
+                limits = market.limits[symbol]
+                fair = agent.move_fair_value(limits.low, limits.high)
                 # Takers first, then the ladder is made whole again: between ticks (when the
                 # streams and REST read it) every book shows all its quoted levels.
                 self._take(agent, fair)
@@ -93,14 +147,41 @@ class Simulator:
         self.ticks += 1
         self.busy_s += time.perf_counter() - started
 
-    def _requote(self, agent: _SymbolAgent, fair: float) -> None:
+    def fair_values(self) -> dict[str, float]:
+        """Each symbol's fair value in cents: what a restart resumes from."""
+        return {symbol: agent.fair for symbol, agent in self.agents.items()}
+
+    def resume_from(self, fair: dict[str, float]) -> None:
+        for symbol, value in fair.items():
+            agent = self.agents.get(symbol)
+            if agent is not None and value > 0:
+                agent.log_fair = min(agent.ceiling, max(agent.floor, math.log(value)))
+
+    def _ladder(self, agent: _SymbolAgent, fair: float) -> tuple[list[int], list[int]]:
+        """The prices to quote (cents), best first: on the tick grid, inside today's limits."""
+        inst, regime = agent.inst, agent.regime
+        ticks, limits = inst.ticks, self.market.limits[inst.symbol]
+        half = max(ticks.tick_at(int(fair)) / 2, fair * SPREAD_FRACTION * regime.spread)
+        best_bid = min(limits.high, ticks.floor(int(fair - half)))
+        best_ask = max(limits.low, ticks.ceil(math.ceil(fair + half)))
+        if best_ask <= best_bid:
+            best_ask = ticks.up(best_bid)
+        bids: list[int] = []
+        price = best_bid
+        while len(bids) < regime.levels and price >= limits.low and price > 0:
+            bids.append(price)
+            price = ticks.down(price)
+        asks: list[int] = []
+        price = best_ask
+        while len(asks) < regime.levels and price <= limits.high:
+            asks.append(price)
+            price = ticks.up(price)
+        return bids, asks
+
+    def _requote(self, agent: _SymbolAgent, fair: float, refresh: bool = True) -> None:
         market, symbol = self.market, agent.inst.symbol
         book = market.books[symbol]
-        half = max(0.5, fair * SPREAD_FRACTION)
-        best_bid = max(1, math.floor(fair - half))
-        best_ask = max(best_bid + 1, math.ceil(fair + half))
-        want_bids = range(max(1, best_bid - LEVELS + 1), best_bid + 1)
-        want_asks = range(best_ask, best_ask + LEVELS)
+        want_bids, want_asks = self._ladder(agent, fair)
         # Withdraw stale quotes on both sides before adding any, so our own ladder never crosses.
         for quotes, wanted in ((agent.bids, want_bids), (agent.asks, want_asks)):
             for price in [p for p in quotes if p not in wanted]:
@@ -108,19 +189,23 @@ class Simulator:
         # Refresh one random level a tick so depth keeps changing like a real book's.
         rng = agent.rng
         side_quotes = agent.bids if rng.random() < 0.5 else agent.asks
-        if side_quotes:
+        if refresh and side_quotes:
             price = rng.choice(list(side_quotes))
             market.cancel(symbol, side_quotes.pop(price))
-        for side, quotes, wanted, top in (
-            (Side.BUY, agent.bids, want_bids, best_bid),
-            (Side.SELL, agent.asks, want_asks, best_ask),
+        for side, quotes, wanted in (
+            (Side.BUY, agent.bids, want_bids),
+            (Side.SELL, agent.asks, want_asks),
         ):
-            for price in wanted:
+            for level, price in enumerate(wanted):
                 order_id = quotes.get(price)
                 if order_id is not None and book.remaining(order_id):
                     continue
-                size = agent.quote_size(abs(price - top))
-                result = market.submit(symbol, side, size, price, TimeInForce.GTC)
+                try:
+                    result = market.submit(
+                        symbol, side, agent.quote_size(level), price, TimeInForce.GTC
+                    )
+                except MarketRefused:  # halted or out of band since: quote again next tick
+                    return
                 if result.resting:
                     quotes[price] = result.order_id
                 else:
@@ -135,12 +220,14 @@ class Simulator:
             return
         market, symbol = self.market, agent.inst.symbol
         book = market.books[symbol]
+        lot = agent.inst.lot_size
         for _ in range(count):
             bid, ask = book.best_bid(), book.best_ask()
             if bid is None or ask is None:
                 return
             # Informed flow: buy more often when the fair value is above the mid, and vice versa.
-            lean = max(-0.3, min(0.3, (fair - (bid + ask) / 2) / max(1, ask - bid) * 0.3))
+            tick = agent.inst.ticks.tick_at(bid)
+            lean = max(-0.3, min(0.3, (fair - (bid + ask) / 2) / max(tick, ask - bid) * 0.3))
             side = Side.BUY if rng.random() < 0.5 + lean else Side.SELL
             roll = rng.random()
             levels = 0 if roll < 0.6 else 1 if roll < 0.85 else 2 if roll < 0.95 else 3
@@ -150,6 +237,10 @@ class Simulator:
                 return
             eaten = sum(q for _, q in ladder[:levels])
             last_price, last_qty = ladder[min(levels, len(ladder) - 1)]
-            lots = max(1, last_qty // agent.inst.lot_size)
-            size = eaten + agent.inst.lot_size * rng.randint(1, max(1, lots // 2))
-            market.submit(symbol, side, size, last_price, TimeInForce.IOC)
+            unit = max(lot, ROUND_LOT)
+            lots = max(1, last_qty // unit)
+            size = eaten + unit * rng.randint(1, max(1, lots // 2))
+            try:
+                market.submit(symbol, side, size, last_price, TimeInForce.IOC)
+            except MarketRefused:  # a user's order resting outside today's limits
+                return

@@ -1,12 +1,14 @@
 """Session statistics and one-minute candles of one symbol, built only from its trades.
 
-Prices are engine ticks and turnover is ticks × shares, both exact integers; the REST layer turns
-them into KES. Candles are kept in a bounded deque so memory stays flat over a long session.
+Prices are cents and turnover is cents × shares, both exact integers; the REST layer turns them
+into KES. Candles are kept in a bounded deque so memory stays flat over a long session; the
+session's figures restart at each trading day (`reset`), the candles run on across days.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from marketsrv.units import MINUTE_MS
@@ -81,6 +83,21 @@ class SessionStats:
         # A trade stamped before the newest candle (a clock step backwards) still counts in the
         # session figures above but does not reopen a closed candle.
 
+    def reset(self, previous_close: int) -> None:
+        """A new trading day: the close becomes the previous close, the day's figures restart."""
+        self.previous_close = previous_close
+        self.open = self.high = self.low = self.last = None
+        self.volume = self.turnover = self.trade_count = 0
+
+    def day_bar(self, start_ms: int, close: int) -> Candle:
+        """The day's bar, closing at `close`; a day without trades is flat at the previous close."""
+        if self.open is None:
+            p = self.previous_close
+            return Candle(start_ms, p, p, p, p, 0, 0)
+        assert self.high is not None and self.low is not None
+        high, low = max(self.high, close), min(self.low, close)
+        return Candle(start_ms, self.open, high, low, close, self.volume, self.trade_count)
+
     @property
     def current(self) -> int:
         """The last traded price, or the previous close before the first trade."""
@@ -99,20 +116,36 @@ class SessionStats:
         """Volume-weighted average price in ticks (a ratio, so not an exact tick)."""
         return self.turnover / self.volume if self.volume else None
 
-    def candles_for(self, interval_ms: int, limit: int) -> list[Candle]:
-        """The newest `limit` candles of `interval_ms` (a multiple of a minute), oldest first."""
-        if interval_ms == MINUTE_MS:
-            return list(self.candles)[-limit:]
-        merged: list[Candle] = []
-        for c in self.candles:
-            start = c.start_ms - c.start_ms % interval_ms
-            if merged and merged[-1].start_ms == start:
-                m = merged[-1]
-                m.high = max(m.high, c.high)
-                m.low = min(m.low, c.low)
-                m.close = c.close
-                m.volume += c.volume
-                m.trades += c.trades
-            else:
-                merged.append(Candle(start, c.open, c.high, c.low, c.close, c.volume, c.trades))
-        return merged[-limit:]
+    def candles_for(
+        self, interval_ms: int, limit: int, start: int | None = None, end: int | None = None
+    ) -> list[Candle]:
+        """The newest `limit` candles of `interval_ms` (a multiple of a minute) that begin in
+        [start, end), oldest first."""
+        return merge_candles(self.candles, interval_ms, limit, start, end)
+
+
+def merge_candles(
+    candles: Iterable[Candle],
+    interval_ms: int,
+    limit: int,
+    start: int | None = None,
+    end: int | None = None,
+    bucket: Callable[[int], int] | None = None,
+) -> list[Candle]:
+    """`candles` (oldest first) merged into bars of `interval_ms`, or of `bucket(start_ms)` (the
+    bar a candle belongs to, for calendar weeks), keeping the newest `limit` in [start, end)."""
+    merged: list[Candle] = []
+    for c in candles:
+        at = bucket(c.start_ms) if bucket else c.start_ms - c.start_ms % interval_ms
+        if (start is not None and at < start) or (end is not None and at >= end):
+            continue
+        if merged and merged[-1].start_ms == at:
+            m = merged[-1]
+            m.high = max(m.high, c.high)
+            m.low = min(m.low, c.low)
+            m.close = c.close
+            m.volume += c.volume
+            m.trades += c.trades
+        else:
+            merged.append(Candle(at, c.open, c.high, c.low, c.close, c.volume, c.trades))
+    return merged[-limit:]

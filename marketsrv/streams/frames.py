@@ -71,26 +71,35 @@ def market_data(market: Market, symbol: str) -> dict[str, Any]:
         "open": q.open, "previous_close": q.previous_close, "change": q.change,
         "changePercent": q.change_percent, "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size,
         "ask_size": q.ask_size, "trades": q.trades, "seq": q.seq, "timestamp": market.clock(),
+        "state": q.state,
     }  # fmt: skip
 
 
-def _levels(inst: Instrument, rows: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    tick_cents = inst.tick_cents
-    return [
-        {"price": p * tick_cents / 100, "quantity": q, "total": p * tick_cents * q / 100}
-        for p, q in rows
-    ]
+def market_state(market: Market) -> dict[str, Any]:
+    """The market's phase, its trading day, and the symbols halted (with why)."""
+    session = market.session
+    return {
+        "state": session.phase,
+        "trading_day": session.day.isoformat(),
+        "calendar": market.calendar.mode,
+        "next_change": session.until_ms,
+        "halted": dict(market.halted),
+    }
+
+
+def _levels(rows: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Levels in cents as KES: price and the level's notional, exact to the cent."""
+    return [{"price": p / 100, "quantity": q, "total": p * q / 100} for p, q in rows]
 
 
 def order_book(market: Market, symbol: str, depth: int | None) -> dict[str, Any]:
     """The top `depth` levels a side (None: the whole book), with the book's sequence number."""
-    inst = market.instruments[symbol]
     book = market.books[symbol]
     bids, asks = book.all_levels() if depth is None else book.depth(depth)
     return {
         "symbol": symbol,
-        "bids": _levels(inst, bids),
-        "asks": _levels(inst, asks),
+        "bids": _levels(bids),
+        "asks": _levels(asks),
         "depth": depth if depth is not None else max(len(bids), len(asks)),
         "seq": book.seq,
         "timestamp": market.clock(),
@@ -99,19 +108,14 @@ def order_book(market: Market, symbol: str, depth: int | None) -> dict[str, Any]
 
 def order_book_update(market: Market, diff: BookDiff) -> dict[str, Any]:
     """Changed levels with absolute quantities (0 removes the level), from `prev_seq` to `seq`."""
-    inst = market.instruments[diff.symbol]
-    tick_cents = inst.tick_cents
     return {
         "symbol": diff.symbol,
         "prev_seq": diff.prev_seq,
         "seq": diff.seq,
         "bids": [
-            {"price": p * tick_cents / 100, "quantity": q}
-            for p, q in sorted(diff.bids.items(), reverse=True)
+            {"price": p / 100, "quantity": q} for p, q in sorted(diff.bids.items(), reverse=True)
         ],
-        "asks": [
-            {"price": p * tick_cents / 100, "quantity": q} for p, q in sorted(diff.asks.items())
-        ],
+        "asks": [{"price": p / 100, "quantity": q} for p, q in sorted(diff.asks.items())],
         "timestamp": market.clock(),
     }
 

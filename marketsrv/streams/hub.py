@@ -61,7 +61,11 @@ class Hub:
         self.connections: set[Connection] = set()
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._published_seq: dict[str, int] = {}
-        self._trade_cursor: dict[str, int] = {s: 0 for s in market.instruments}
+        # Trades already in the log (restored from the database) are history, not news.
+        self._trade_cursor: dict[str, int] = {
+            s: log[-1].trade_id if log else 0 for s, log in market.trades.items()
+        }
+        self._state_version = market.state_version
         self.shutting_down = False  # set when the server stops accepting: no more patience
         self.publishes = 0
         self.slow_closed = 0
@@ -137,6 +141,12 @@ class Hub:
         """Offer every subscriber the symbols that changed since the last call, then wake them."""
         market = self.market
         ts = self.now_s()
+        if market.state_version != self._state_version:
+            self._state_version = market.state_version
+            state = frame("market_state", frames.market_state(market), ts)
+            for conn in self.connections:
+                conn.reply(state)
+            self._published_seq.clear()  # every symbol's market_data again: its state changed
         for symbol, subscribers in self.subscribers.items():
             if not subscribers:
                 continue

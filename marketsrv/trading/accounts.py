@@ -36,6 +36,9 @@ class User:
     id: int
     username: str
     created_at: int  # ms since the epoch
+    is_admin: bool = (
+        False  # may run the market's scenarios (users_cli, the demo_user_admin setting)
+    )
 
 
 def token_digest(token: str) -> bytes:
@@ -166,10 +169,10 @@ class Accounts:
 
         def find(conn: sqlite3.Connection) -> tuple[User, str] | None:
             row = conn.execute(
-                "SELECT id, username, created_at, password_hash FROM users WHERE username = ?",
+                "SELECT id, username, created_at, password_hash, is_admin FROM users WHERE username = ?",
                 (username,),
             ).fetchone()
-            return None if row is None else (User(row[0], row[1], row[2]), row[3])
+            return None if row is None else (User(row[0], row[1], row[2], bool(row[4])), row[3])
 
         found = await self.store.read(find)
         stored_hash = found[1] if found else await self._dummy_hash()
@@ -209,6 +212,16 @@ class Accounts:
             self._tokens.pop(digest, None)
             self._revocations += 1
 
+    async def is_admin(self, user_id: int) -> bool:
+        """The admin role as the database says now: a role given or taken from the shell
+        (`marketsrv users admin`) counts at once, whatever the token cache remembers."""
+
+        def find(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT is_admin FROM users WHERE id = ?", (user_id,)).fetchone()
+            return bool(row and row[0])
+
+        return await self.store.read(find)
+
     async def authenticate(self, token: str) -> User | None:
         digest = token_digest(token)
         cached = self._tokens.get(digest)
@@ -222,12 +235,12 @@ class Accounts:
 
         def find(conn: sqlite3.Connection) -> tuple[User, int] | None:
             row = conn.execute(
-                "SELECT u.id, u.username, u.created_at, t.created_at FROM tokens t"
+                "SELECT u.id, u.username, u.created_at, t.created_at, u.is_admin FROM tokens t"
                 " JOIN users u ON u.id = t.user_id"
                 " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND t.created_at > ?",
                 (digest, oldest),
             ).fetchone()
-            return None if row is None else (User(row[0], row[1], row[2]), row[3])
+            return None if row is None else (User(row[0], row[1], row[2], bool(row[4])), row[3])
 
         revocations = self._revocations
         found = await self.store.read(find)

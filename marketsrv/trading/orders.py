@@ -24,6 +24,8 @@ import trio
 from marketsrv.engine import OrderRejected, OrderResult, Side, TimeInForce
 from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Instrument, Market
+from marketsrv.market.rules import cents_text
+from marketsrv.market.state import MarketRefused
 from marketsrv.trading import settlement
 from marketsrv.trading.money import parse_cents
 from marketsrv.trading.requests import OrderRequest
@@ -35,15 +37,15 @@ from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
 
-PRICE_BAND = Decimal("0.20")  # a limit price must be within 20% of the last price
 COLLAR = Decimal("0.05")  # a market order trades at most 5% past the price that completes it
 IN_FLIGHT_WAIT_S = 10.0  # a cancel waits this long at most for the order's own settlement
 
 
 class Orders:
-    def __init__(self, store: Store, market: Market) -> None:
+    def __init__(self, store: Store, market: Market, off_tick_prices: str = "round") -> None:
         self.store = store
         self.market = market
+        self.off_tick_prices = off_tick_prices  # round | reject: a limit price between two ticks
         market.listeners.append(self._on_result)
         self._settling = 0  # submits made by this service settle themselves
         self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
@@ -73,39 +75,67 @@ class Orders:
                 "invalid_time_in_force", "a market order is ioc or fok: it never rests"
             )
         client_order_id = req.client_order_id
+        state = self.market.state_of(symbol)
+        if state == "halted":
+            raise Conflict(
+                "symbol_halted",
+                f"{symbol} is halted ({self.market.halted[symbol]}); its orders wait until it"
+                " resumes",
+            )
+        if state != "open" and (order_type == "market" or tif != "gtc"):
+            raise Conflict(
+                "market_closed",
+                f"the market is {state.replace('_', '-')}: market, ioc and fok orders are refused"
+                " until it opens; limit orders (gtc) are accepted and rest until the opening"
+                " auction",
+            )
+        if quantity % inst.lot_size:
+            raise BadRequest(
+                "invalid_quantity",
+                f"quantity must be a whole number of board lots of {inst.lot_size} shares",
+            )
+        limits = self.market.limits[symbol]
         protection: int | None = None  # a market order's price limit, in cents
-        last = self.market.stats[symbol].current
+        note = ""
         if order_type == "limit":
             if price is None:
                 raise BadRequest("invalid_price", "a limit order needs a price")
             cents = parse_cents(price, "price")
             if cents <= 0:
                 raise BadRequest("invalid_price", "price must be positive")
-            if cents % inst.tick_cents:
-                raise BadRequest(
-                    "invalid_price",
-                    f"price must be a multiple of the tick size {inst.tick_size}",
+            book_price = self._on_tick(inst, side, cents)
+            if book_price != cents:
+                note = (
+                    f"price {cents_text(cents)} is between ticks; {cents_text(book_price)} was used"
+                    f" (tick {cents_text(inst.ticks.tick_at(book_price))}, rounded in your favour)"
                 )
-            ticks = cents // inst.tick_cents
-            if abs(ticks - last) > last * PRICE_BAND:
-                low, high = (
-                    inst.price(math.ceil(last * (1 - PRICE_BAND))),
-                    inst.price(int(last * (1 + PRICE_BAND))),
-                )
+            if not limits.contains(book_price):
                 raise BadRequest(
                     "price_out_of_band",
-                    f"price must be within 20% of the last price ({low} to {high})",
+                    f"price must be within today's limits for {symbol}: {limits.describe()}"
+                    f" ({inst.band_bps / 100:g}% either side of the previous close"
+                    f" {cents_text(self.market.stats[symbol].previous_close)})"
+                    if inst.band_bps
+                    else f"price must be within {limits.describe()}",
                 )
+            cents = book_price
             hold_cents = cents
         else:
             cents = None
-            ticks = self._collar(symbol, Side(side), quantity)
+            book_price = self._collar(symbol, Side(side), quantity)
+            book_price = limits.clamp(book_price)  # never past the day's limits either
             if price not in (None, ""):
                 # A price on a market order is its protection limit: it trades at that price
                 # or better, never past it (and never past the collar either).
                 protection = parse_cents(price, "price")
-                ticks = self._protect(inst, Side(side), protection, ticks)
-            hold_cents = inst.cents(ticks)
+                book_price = self._protect(Side(side), protection, book_price)
+                if not limits.contains(book_price):  # it could never trade today
+                    raise BadRequest(
+                        "price_out_of_band",
+                        f"the price limit {cents_text(protection)} is outside today's limits"
+                        f" for {symbol}: {limits.describe()}",
+                    )
+            hold_cents = book_price
         # What makes two requests the same order (client_order_id retries): what the user
         # asked for, not what the book made of it (the collar moves with the market).
         canonical = orjson.dumps(
@@ -114,29 +144,41 @@ class Orders:
         )
         return NewOrder(
             user_id=user_id, symbol=symbol, side=side, order_type=order_type, time_in_force=tif,
-            quantity=quantity, price_cents=cents, price_ticks=ticks, hold_price_cents=hold_cents,
-            client_order_id=client_order_id, request_hash=hashlib.sha256(canonical).hexdigest(),
-            created_ms=self.market.clock(),
+            quantity=quantity, price_cents=cents, book_price_cents=book_price,
+            hold_price_cents=hold_cents, client_order_id=client_order_id,
+            request_hash=hashlib.sha256(canonical).hexdigest(), created_ms=self.market.clock(),
+            note=note,
         )  # fmt: skip
 
+    def _on_tick(self, inst: Instrument, side: str, cents: int) -> int:
+        """`cents` on the tick grid: as it is, or rounded in the user's favour (a buy down, a
+        sell up) when `off_tick_prices` is round; refused when it is reject."""
+        if inst.ticks.is_valid(cents):
+            return cents
+        tick = cents_text(inst.ticks.tick_at(cents))
+        if self.off_tick_prices == "reject":
+            raise BadRequest(
+                "invalid_price",
+                f"price {cents_text(cents)} is not on the tick grid: the tick at this price is"
+                f" {tick} ({inst.ticks.describe()})",
+            )
+        rounded = inst.ticks.floor(cents) if side == "buy" else inst.ticks.ceil(cents)
+        if rounded <= 0:
+            raise BadRequest("invalid_price", f"price is below the lowest tick ({tick})")
+        return rounded
+
     @staticmethod
-    def _protect(inst: Instrument, side: Side, cents: int, collar: int) -> int:
+    def _protect(side: Side, cents: int, collar: int) -> int:
         if cents == 0:  # what many frontends send for "no price"
             return collar
         if cents < 0:
             raise BadRequest("invalid_price", "price must be positive")
-        if side is Side.BUY:  # whole ticks at or below the limit
-            ticks = cents // inst.tick_cents
-            if ticks < 1:
-                raise BadRequest(
-                    "invalid_price", f"the price limit is below one tick ({inst.tick_size})"
-                )
-            return min(collar, ticks)
-        return max(collar, -(-cents // inst.tick_cents))
+        return min(collar, cents) if side is Side.BUY else max(collar, cents)
 
     def _collar(self, symbol: str, side: Side, quantity: int) -> int:
         """The worst price a market order may trade at: where sweeping the book would complete
-        it (or the book's far end), moved 5% further; without a book, 5% from the last price."""
+        it (or the book's far end), moved 5% further; without a book, 5% from the last price.
+        (The day's price limits then bound it.)"""
         book = self.market.books[symbol]
         bids, asks = book.depth(MAX_DEPTH)
         ladder = asks if side is Side.BUY else bids
@@ -186,17 +228,23 @@ class Orders:
             self._settling += 1
             try:
                 result = self.market.submit(
-                    order.symbol, Side(order.side), order.quantity, order.price_ticks,
+                    order.symbol, Side(order.side), order.quantity, order.book_price_cents,
                     TimeInForce(order.time_in_force), owner_of(order.user_id), -order_id,
                 )  # fmt: skip
             except OrderRejected as exc:
-                # Validation should have refused it; never leave it open without a book entry.
-                note = f"failed: the matching engine refused it ({exc})"
+                # Validation should have refused it (or the market halted or closed while it
+                # was being accepted); never leave it open without a book entry.
+                if isinstance(exc, MarketRefused):
+                    note = f"refused: {exc}"
+                    error: Exception = Conflict(exc.code, str(exc))
+                else:
+                    note = f"failed: the matching engine refused it ({exc})"
+                    error = BadRequest("order_rejected", note)
                 now = self.market.clock()
                 await self.store.write(
                     lambda conn: settlement.close_order(conn, order_id, "failed", note, now)
                 )
-                raise BadRequest("order_rejected", note) from None
+                raise error from None
             finally:
                 self._settling -= 1
 
@@ -266,8 +314,12 @@ class Orders:
         return order
 
     def _on_result(self, symbol: str, result: OrderResult) -> None:
-        """Market listener: settle user orders that other flow traded against (simulated takers)."""
-        if self._settling or not any(t.maker_order_id < 0 for t in result.trades):
+        """Market listener: settle user orders that other flow traded against (simulated takers,
+        the opening auction)."""
+        if self._settling or not (
+            any(t.maker_order_id < 0 or t.taker_order_id < 0 for t in result.trades)
+            or any(order_id < 0 for order_id, _ in result.self_trade_cancels)
+        ):
             return
 
         try:
@@ -315,9 +367,9 @@ class Orders:
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
             try:
-                result = self.market.submit(
-                    row["symbol"], Side(row["side"]), remaining, row["price_ticks"],
-                    TimeInForce.GTC, owner_of(row["user_id"]), -row["id"],
+                result = self.market.restore(
+                    row["symbol"], Side(row["side"]), remaining, row["book_price_cents"],
+                    owner_of(row["user_id"]), -row["id"],
                 )  # fmt: skip
             finally:
                 self._settling -= 1

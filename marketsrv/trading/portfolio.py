@@ -21,7 +21,7 @@ def holdings(conn: sqlite3.Connection, market: Market, user_id: int) -> list[dic
     out = []
     for symbol, quantity, held, cost, realized in rows:
         inst = market.instruments.get(symbol)
-        current_cents = inst.cents(market.stats[symbol].current) if inst else cost // quantity
+        current_cents = market.stats[symbol].current if inst else cost // quantity
         value = current_cents * quantity
         unrealized = value - cost
         out.append({

@@ -35,11 +35,12 @@ class NewOrder:
     time_in_force: str  # "gtc" | "ioc" | "fok"
     quantity: int
     price_cents: int | None  # the limit; None for market orders
-    price_ticks: int | None  # the engine's limit (market orders: the collar)
+    book_price_cents: int | None  # the price in the book (market orders: the collar)
     hold_price_cents: int  # what one share holds for a buy: the limit, or the collar
     client_order_id: str | None
     request_hash: str
     created_ms: int  # when it was accepted, by the market's clock
+    note: str = ""  # what the server changed in it (an off-tick price rounded), for the 201
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +103,12 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
     now = o.created_ms
     cur = conn.execute(
         "INSERT INTO orders (user_id, client_order_id, request_hash, symbol, side, order_type,"
-        " time_in_force, price_cents, price_ticks, quantity, held_cents, held_shares, status,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        " time_in_force, price_cents, book_price_cents, quantity, held_cents, held_shares, status,"
+        " note, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
         (o.user_id, o.client_order_id, o.request_hash, o.symbol, o.side, o.order_type,
-         o.time_in_force, o.price_cents, o.price_ticks, o.quantity, held_cents, held_shares,
-         now, now),
+         o.time_in_force, o.price_cents, o.book_price_cents, o.quantity, held_cents, held_shares,
+         o.note, now, now),
     )  # fmt: skip
     order_id = int(cur.lastrowid or 0)
     row = order_row(conn, order_id)
@@ -247,10 +249,11 @@ def settle(
     """Record what the book did with one order, in one pass: every trade's fills on the user
     sides (fill rows, cash postings, holdings, P&L, order statuses, outbox rows), the user's
     resting orders the self-trade rule cancelled, and how the taker ended (`taker_id` None: a
-    simulated taker, whose fills against users' resting orders are recorded alone)."""
+    simulated taker, whose fills against users' resting orders are recorded alone, or the
+    opening auction, where both sides rested and the buy side is recorded as the taker)."""
     symbol = inst.symbol
     for trade in result.trades:
-        price = inst.cents(trade.price)
+        price = trade.price  # cents, like every price in the books
         maker_user = user_of(trade.maker_owner)
         if maker_user is not None:
             apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
@@ -258,10 +261,13 @@ def settle(
                                   trade.trade_id, trade.timestamp_ms))  # fmt: skip
             release_unused(conn, -trade.maker_order_id)
         taker_user = user_of(trade.taker_owner)
-        if taker_user is not None and taker_id is not None:
-            apply_fill(conn, Fill(taker_id, taker_user, symbol, trade.aggressor.value,
+        if taker_user is not None:
+            order_id = taker_id if taker_id is not None else -trade.taker_order_id
+            apply_fill(conn, Fill(order_id, taker_user, symbol, trade.aggressor.value,
                                   price, trade.quantity, trade.trade_id,
                                   trade.timestamp_ms))  # fmt: skip
+            if taker_id is None:  # an auction's buy side, which rested like a maker
+                release_unused(conn, order_id)
     for resting_id, _ in result.self_trade_cancels:
         note = "cancelled: a newer order of yours met it (self-trade prevention)"
         close_order(conn, -resting_id, "cancelled", note, now)
