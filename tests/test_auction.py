@@ -419,24 +419,3 @@ def test_uncross_matches_reference_auction(
                 else:
                     snapshot[side].pop(level_price, None)
         assert snapshot == {BUY: dict(book.all_levels()[0]), SELL: dict(book.all_levels()[1])}
-
-
-def test_seq_never_goes_back_when_the_auction_cancels_self_trades() -> None:
-    # x's bid meets x's ask twice over: two self-trade cancels, then a trade.
-    book = call_book(
-        (1, BUY, 100, 105, "x"), (2, BUY, 100, 104, "x"), (3, SELL, 100, 100, "x"),
-        (4, SELL, 100, 101, "x"), (5, SELL, 100, 102, "y"),
-    )  # fmt: skip
-    before = book.seq
-    seen = []
-    cancel = book.cancel
-
-    def counting_cancel(order_id: int) -> int | None:
-        removed = cancel(order_id)
-        seen.append(book.seq)
-        return removed
-
-    book.cancel = counting_cancel  # type: ignore[method-assign]
-    result = book.uncross()
-    assert result.trades and len(result.self_trade_cancels) >= 2
-    assert book.seq > max(seen) > before

@@ -217,9 +217,8 @@ class OrderBook:
         )  # fmt: skip
         if trades:
             self._trade_id = trades[-1].trade_id
-            # Each self-trade cancel went through cancel(), which counted itself: the trades'
-            # bump comes on top, so seq never goes back.
-            self.seq = max(self.seq, seq - 1) + 1
+        if trades or self_trade_cancels:
+            self.seq = seq  # each self-trade cancel went through cancel(), which counts itself
         volume = sum(t.quantity for t in trades)
         return OrderResult(0, _BUY, volume, trades, volume, self_trade_cancels=self_trade_cancels)
 
