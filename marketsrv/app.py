@@ -162,7 +162,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     async def stop_market() -> None:
         market_scope.cancel()
         try:
-            await runtime.save_market()  # the last second of the market's history
+            await runtime.save_market(final=True)  # the last second of the market's history
         except Exception:
             log.exception("the market's last state could not be saved")
         if runtime.trading_services is not None:

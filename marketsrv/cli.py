@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(_get, runtime, args.get)
     assert sock is not None
     try:
-        scenario_cli.write_operator_token(settings.database, runtime.operator_token)
+        port = sock.getsockname()[1]
+        url = scenario_cli.server_url(settings.host, port)
+        scenario_cli.write_operator_token(settings.database, runtime.operator_token, url)
     except OSError as exc:  # scenarios then need an admin's token; the server runs anyway
         log.warning("cannot write the operator token beside the database: %s", exc)
     log.info(

@@ -43,14 +43,15 @@ class Runtime:
     started_monotonic: float = field(default_factory=time.monotonic)
     running: bool = False
 
-    async def save_market(self) -> None:
-        """Save what changed in the market: collected here, written on the storage writer."""
-        if self.memory is None or self.trading_services is None:
+    async def save_market(self, final: bool = False) -> None:
+        """Save what changed in the market: collected here, written on the storage writer.
+        `final`: the last save of a server that stops (its trade ids need no margin)."""
+        memory = self.memory
+        if memory is None or memory.db is None:
             return
-        batch = self.memory.collect()
-        if batch.rows:
-            db = self.trading_services.store.db
-            await trio.to_thread.run_sync(self.memory.write, db, batch)
+        batch = memory.collect(clean=final)
+        seconds = await trio.to_thread.run_sync(memory.write, memory.db, batch)
+        memory.saved(batch, seconds)
 
     def trading(self) -> Trading:
         if self.trading_services is None:

@@ -37,14 +37,32 @@ def operator_token_path(database: str | Path) -> Path:
     return path.with_name(path.name + ".operator-token")
 
 
-def write_operator_token(database: str | Path, token: str) -> Path:
-    """Write the token readable by this user only (created with mode 0600, never widened)."""
+def write_operator_token(database: str | Path, token: str, url: str) -> Path:
+    """Write the token and the server's bound URL (port 0 included), readable by this user only
+    (created with mode 0600, never widened)."""
     path = operator_token_path(database)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+        f.write(f"{token}\n{url}\n")
     return path
+
+
+def server_url(host: str, port: int) -> str:
+    """http://host:port, with an IPv6 host in brackets and a wildcard bind as loopback."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1" if host != "::" else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """The token goes to the server named, never to wherever a redirect points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def _request(url: str, token: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
@@ -53,7 +71,7 @@ def _request(url: str, token: str, body: dict[str, Any] | None) -> tuple[int, di
     req.add_header("Authorization", f"Bearer {token}")
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as response:
+        with _OPENER.open(req, timeout=TIMEOUT_S) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -85,13 +103,13 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"marketsrv scenario: {exc}", file=sys.stderr)
         return 2
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    url = (args.url or f"http://{host}:{settings.port}").rstrip("/") + "/api/admin/scenarios/"
+    base = args.url
     token = args.token or os.environ.get("MARKETSRV_TOKEN")
     if not token:
         path = operator_token_path(settings.database)
         try:
-            token = path.read_text(encoding="utf-8").strip()
+            token, _, written_url = path.read_text(encoding="utf-8").strip().partition("\n")
+            base = base or written_url.strip()
         except OSError as exc:
             print(
                 f"marketsrv scenario: cannot read the operator token {path} ({exc.strerror});"
@@ -99,6 +117,7 @@ def main(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    url = (base or server_url(settings.host, settings.port)).rstrip("/") + "/api/admin/scenarios/"
     body = None
     if args.name != "status":
         body = {"scenario": args.name, "symbols": args.symbols, "percent": args.percent,

@@ -304,8 +304,10 @@ def validate(settings: Settings) -> Settings:
         problems.append("history_days must be 0 to 20000, history_minute_days 0 to 30")
     if settings.history_minute_days > settings.history_days:
         problems.append("history_minute_days must not exceed history_days")
-    if settings.candle_retention_days < 1:
-        problems.append("candle_retention_days must be at least 1")
+    if not 1 <= settings.candle_retention_days <= 366:
+        problems.append("candle_retention_days must be 1 to 366")
+    if settings.history_minute_days > settings.candle_retention_days:
+        problems.append("history_minute_days must not exceed candle_retention_days")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

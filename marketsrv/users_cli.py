@@ -61,10 +61,12 @@ def create_user(db: Database, username: str, password: str, deposit_cents: int) 
 
 
 def ensure_demo_user(db: Database, admin: bool = False) -> bool:
-    """The demo user, an admin only when the demo_user_admin setting says so (it is a known
-    password: on a shared machine anyone could log in as it)."""
+    """The demo user, made an admin only when the demo_user_admin setting says so (its password
+    is known: on a shared machine anyone could log in as it). The role is set when the account is
+    created, never changed on an existing one (`marketsrv users admin` does that)."""
     created = create_user(db, DEMO_USERNAME, DEMO_PASSWORD, DEMO_CASH_CENTS)
-    set_admin(db, DEMO_USERNAME, admin)
+    if created and admin:
+        set_admin(db, DEMO_USERNAME, True)
     return created
 
 

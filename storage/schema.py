@@ -2,7 +2,8 @@
 
 Each migration runs once, in its own transaction, and bumps `user_version` to its position in the
 list; a database newer than this code is refused rather than guessed at. Money columns end in
-`_cents` (integers); prices of resting orders also keep their engine ticks for reloading books.
+`_cents` (integers); an order also keeps its price in the book (`book_price_cents`: the limit, or
+a market order's collar) for reloading books.
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (symbol, trade_id)
     ) WITHOUT ROWID;
     CREATE TABLE market_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    -- A restart numbers new trades after the last one any user's fill recorded.
+    CREATE INDEX fills_symbol_trade ON fills(symbol, trade_id);
     """,
 ]
 

@@ -163,3 +163,14 @@ def test_quotes_sit_on_the_tick_in_force_at_each_price() -> None:
         ticks = market.instruments[symbol].ticks
         bids, asks = book.depth(50)
         assert all(ticks.is_valid(p) for p, _ in bids + asks), symbol
+
+
+def test_the_vwap_close_is_the_nearest_tick_of_the_exact_vwap() -> None:
+    market, _ = nse_market("2026-11-30 10:00:00")
+    keep_time(market)
+    stats = market.stats["HFCK"]  # 8.90: the 0.02 tick
+    stats.record(890, 10_000, market.clock())
+    stats.turnover = 8_905_100  # VWAP 8.9051: 8.90 is nearer than 8.92
+    assert close_price(market, "HFCK") == 890
+    stats.turnover = 8_910_000  # exactly between: half up
+    assert close_price(market, "HFCK") == 892

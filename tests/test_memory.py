@@ -61,7 +61,7 @@ def test_a_restart_resumes_prices_candles_trades_and_the_previous_close(tmp_path
             keep_time(market)
             if simulator.ticks % 10 == 0:
                 keeper.save(db)
-        keeper.save(db)
+        keeper.save(db, clean=True)  # the server stops
     finally:
         db.close()
     stats = market.stats["SCOM"]
@@ -88,3 +88,47 @@ def test_a_restart_resumes_prices_candles_trades_and_the_previous_close(tmp_path
         resumed.step()
         clock.advance(100)
     assert again.trades["SCOM"][-1].trade_id > trade_id
+
+
+def test_after_a_crash_trade_ids_jump_past_any_that_were_never_saved(tmp_path: Path) -> None:
+    clock = FakeClock()
+    market, simulator, keeper = fresh(clock, history_days=2, history_minute_days=1)
+    db = open_db(tmp_path / "m.db")
+    try:
+        keeper.restore(db)
+        for _ in range(100):
+            simulator.step()
+            clock.advance(100)
+        keeper.save(db)  # a periodic save: then the process dies, later trades unsaved
+        for _ in range(100):
+            simulator.step()
+            clock.advance(100)
+    finally:
+        db.close()
+    streamed = market.books["SCOM"].trade_ids  # clients saw ids up to here
+    again, _, keeper2 = fresh(clock, history_days=2, history_minute_days=1)
+    db = open_db(tmp_path / "m.db")
+    try:
+        keeper2.restore(db)
+    finally:
+        db.close()
+    assert again.books["SCOM"].trade_ids >= 1_000_000 > streamed
+    assert again.stats["SCOM"].last is not None  # the saved second is there
+
+
+def test_a_failed_save_is_collected_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    market, simulator, keeper = fresh(clock, history_days=2, history_minute_days=1)
+    db = open_db(tmp_path / "m.db")
+    try:
+        keeper.restore(db)
+        for _ in range(50):
+            simulator.step()
+            clock.advance(100)
+        lost = keeper.collect()  # written nowhere: the disk was full
+        assert lost.trades
+        keeper.save(db)
+        saved = db.read(lambda c: c.execute("SELECT COUNT(*) FROM market_trades").fetchone()[0])
+    finally:
+        db.close()
+    assert saved == sum(len(t) for t in market.trades.values())

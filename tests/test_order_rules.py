@@ -3,6 +3,7 @@ market and the opening auction, through the REST API in process."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -125,3 +126,93 @@ async def test_a_closed_market_rests_limit_orders_and_the_auction_fills_them(
         assert wallet == {"balance": left, "available": left, "held": 0.0, "currency": "KES"}
     env.trading.close()
     check_invariants(tmp_path / "t.db")
+
+
+async def test_a_reloaded_order_outside_today_s_limits_is_cancelled_not_traded(
+    tmp_path: Path,
+) -> None:
+    """An order accepted under other limits (an older day, an older version) would trade where
+    today's market cannot: at restart it is cancelled and its hold released."""
+    from marketsrv.trading import settlement, wallet
+    from marketsrv.trading.accounts import insert_user
+    from storage import Database
+
+    path = tmp_path / "t.db"
+    db = Database(path)
+    db.open()
+
+    def setup(conn: sqlite3.Connection) -> None:
+        now = 1_700_000_000_000
+        user = insert_user(conn, "stale", "x", now)
+        wallet.deposit(conn, user.id, 100_000_00, now)
+        for price in (3300, 2800):  # SCOM's limits today: 25.65 to 31.35
+            settlement.accept(conn, settlement.NewOrder(
+                user.id, "SCOM", "buy", "limit", "gtc", 100, price, price, price, None,
+                str(price), now,
+            ))  # fmt: skip
+
+    db.write(setup)
+    db.close()
+    env = await open_env(tmp_path, FakeClock())
+    for _ in range(20):
+        env.sim.step()  # the simulator's asks around 28.50 would have met a bid at 33.00
+    await env.settle()
+    env.trading.close()
+    assert all(t.price <= 3135 for t in env.market.trades["SCOM"])
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT book_price_cents, status, note FROM orders ORDER BY id").fetchall()
+    assert rows[0][1] == "cancelled" and "25.65 to 31.35" in rows[0][2]
+    assert rows[1][1] in ("pending", "partially_filled", "executed")
+    check_invariants(path)
+
+
+async def test_a_day_roll_cancels_resting_orders_the_new_band_excludes(tmp_path: Path) -> None:
+    clock = FakeClock(at("2026-11-30 10:00:00"))
+    env = await open_env(tmp_path, clock, calendar="nse")
+    async with create_app(in_process_runtime(env.market, env.trading)).test_app() as app:
+        env.client = app.test_client()
+        token = await env.user("fay", cash=100_000)
+        low = {"symbol": "SCOM", "side": "buy", "quantity": 100, "price": 25.70}
+        order = await env.call("POST", "/api/trading/orders/", token, low, 201)
+        # The day trades up: SCOM closes at 31.00, so tomorrow's lowest price is 27.90.
+        env.market.submit("SCOM", Side.SELL, 100, 3100, owner="a")
+        env.market.submit("SCOM", Side.BUY, 100, 3100, owner="b")
+        env.market.stats["SCOM"].turnover = 3100 * env.market.stats["SCOM"].volume
+        clock.now = at("2026-12-01 09:00:00")
+        keep_time(env.market)
+        assert env.market.limits["SCOM"].low == 2790
+        await env.settle()
+        gone = await env.call("GET", f"/api/trading/orders/{order['id']}/", token)
+        assert gone["status"] == "cancelled" and "27.90 to 34.10" in gone["note"]
+        assert (await env.call("GET", "/api/trading/wallet/", token))["held"] == 0
+        assert all(env.market.allows("SCOM", o.price) for o in env.market.books["SCOM"].orders())
+    env.trading.close()
+    check_invariants(tmp_path / "t.db")
+
+
+async def test_a_symbol_halted_through_the_auction_uncrosses_when_it_resumes(
+    tmp_path: Path,
+) -> None:
+    from marketsrv.market.scenarios import Scenario, run
+
+    clock = FakeClock(at("2026-11-30 09:10:00"))
+    env = await open_env(tmp_path, clock, calendar="nse")
+    env.market.submit("KCB", Side.BUY, 100, 5600, owner="a")
+    env.market.submit("KCB", Side.SELL, 100, 5500, owner="b")
+    run(env.market, env.sim, Scenario("halt", ("KCB",)))
+    clock.now = at("2026-11-30 09:30:00")
+    keep_time(env.market)
+    assert env.market.books["KCB"].crossed()  # no auction while halted
+    run(env.market, env.sim, Scenario("resume", ("KCB",)))
+    assert not env.market.books["KCB"].crossed()
+    assert {t.price for t in env.market.trades["KCB"]} and len(
+        {t.price for t in env.market.trades["KCB"]}
+    ) == 1
+    env.trading.close()
+
+
+async def test_candle_bounds_that_are_not_times_are_400s(rules: Env) -> None:
+    for query in ("to=100000000000000000000", "from=-1", "from=5&to=5", "from=9&to=3"):
+        answer = await rules.client.get(f"/api/stocks/SCOM/candles/?{query}")
+        assert answer.status_code == 400, query
+        assert (await answer.get_json())["code"] in ("invalid_to", "invalid_from", "invalid_range")

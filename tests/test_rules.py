@@ -76,3 +76,18 @@ def test_a_universe_file_may_fix_the_tick_or_set_its_own_bands() -> None:
         parse_instrument({"symbol": "C", "reference_price": "28.52"}, "t")
     with pytest.raises(UniverseError, match="price_band_percent"):
         parse_instrument({"symbol": "D", "reference_price": "1", "price_band_percent": 120}, "t")
+
+
+@given(
+    st.integers(min_value=1, max_value=200_000),
+    st.integers(min_value=1, max_value=20),
+    st.booleans(),
+    st.integers(min_value=0, max_value=250_000),
+)
+def test_a_ladder_is_the_walk_of_the_grid(price: int, count: int, down: bool, bound: int) -> None:
+    start = NSE_TICKS.ceil(price)
+    walked, p = [], start
+    while len(walked) < count and p > 0 and (p >= bound if down else p <= bound):
+        walked.append(p)
+        p = NSE_TICKS.down(p) if down else NSE_TICKS.up(p)
+    assert NSE_TICKS.ladder(start, count, down, bound) == walked

@@ -37,7 +37,7 @@ async def test_scenario_halt_from_the_shell_halts_the_symbol_and_resume_undoes_i
                 await send(ws, {"type": "subscribe", "symbols": ["SCOM"]})
                 await next_of(ws, "market_data", symbol="SCOM", state="open")
 
-                halted = await scenario("halt", "scom", "--url", url)
+                halted = await scenario("halt", "scom")  # the token file names the server
                 assert halted.returncode == 0, halted.stderr
                 assert b"halted SCOM" in halted.stdout
                 state = await next_of(ws, "market_state")
@@ -117,6 +117,16 @@ def test_a_demo_user_is_an_admin_only_when_the_setting_says_so(tmp_path: Path) -
         ensure_demo_user(db)
         role = "SELECT is_admin FROM users WHERE username = 'demo'"
         assert db.read(lambda c: c.execute(role).fetchone()[0]) == 0
+        ensure_demo_user(db, admin=True)  # an existing account's role is not the setting's
+        assert db.read(lambda c: c.execute(role).fetchone()[0]) == 0
+        set_admin(db, "demo", True)
+        ensure_demo_user(db)  # nor is a role given by hand taken back
+        assert db.read(lambda c: c.execute(role).fetchone()[0]) == 1
+    finally:
+        db.close()
+    db = Database(tmp_path / "e.db")
+    db.open()
+    try:
         ensure_demo_user(db, admin=True)
         assert db.read(lambda c: c.execute(role).fetchone()[0]) == 1
         assert create_user(db, "x-admin", "pw-secret", 0)

@@ -15,6 +15,7 @@ from marketsrv.units import DEFAULT_DEPTH, MAX_DEPTH, whole_number
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SYMBOLS = 200
 MAX_CANDLES = 5000
+MAX_TIME_MS = 10**15  # epoch milliseconds, past the year 33000: more is not a time
 
 
 def _ascii_whole(value: object) -> object:
@@ -63,11 +64,13 @@ class CandlesQuery(_Query):
         100, ge=1, le=MAX_CANDLES, description=f"Newest candles to return, 1 to {MAX_CANDLES}."
     )
     start: QueryInt | None = Field(
-        None, alias="from", ge=0, description="Only candles that open at or after this time (ms)."
-    )
+        None, alias="from", ge=0, le=MAX_TIME_MS,
+        description="Only candles that open at or after this time (ms).",
+    )  # fmt: skip
     end: QueryInt | None = Field(
-        None, alias="to", ge=0, description="Only candles that open before this time (ms)."
-    )
+        None, alias="to", ge=0, le=MAX_TIME_MS,
+        description="Only candles that open before this time (ms).",
+    )  # fmt: skip
 
 
 class BatchRequest(BaseModel):
@@ -185,7 +188,7 @@ class MarketHealth(BaseModel):
     trading_day: str  # ISO date
     calendar: Literal["always", "nse"]
     next_change: int  # when the state next changes (ms)
-    halted: list[str]  # symbols halted now
+    halted: dict[str, str]  # symbols halted now, with why
 
 
 class MemoryHealth(BaseModel):

@@ -43,7 +43,6 @@ from marketsrv.market.calendar import week_start
 from marketsrv.market.days import daily_bars
 from marketsrv.market.quote import quote
 from marketsrv.market.stats import Candle, merge_candles
-from marketsrv.memory.tables import candles_between
 from marketsrv.runtime import Runtime, current_runtime
 from marketsrv.units import DAY_MS, MINUTE_MS, iso_ms
 
@@ -94,7 +93,7 @@ async def health() -> Health:
             trading_day=market.session.day.isoformat(),
             calendar=market.calendar.mode,  # type: ignore[arg-type]
             next_change=market.session.until_ms,
-            halted=sorted(market.halted),
+            halted=dict(sorted(market.halted.items())),
         ),
         memory=MemoryHealth(**rt.memory.figures()) if rt.memory else None,
         simulator=SimulatorHealth(
@@ -271,19 +270,25 @@ async def _minute_candles(
     rt: Runtime, symbol: str, interval_ms: int, q: CandlesQuery
 ) -> list[Candle]:
     """Candles of 1m to 1h: from memory when it reaches back far enough, else from the
-    database (older one-minute candles, read off the event loop) followed by memory's."""
+    database's older one-minute candles followed by memory's; read and merged off the loop."""
     memory = rt.market.stats[symbol].candles
     end = q.end if q.end is not None else 1 << 62
     first = memory[0].start_ms if memory else end
+    # Copies: the merge runs in a thread, and the newest candle is still changing here.
+    recent = [
+        Candle(c.start_ms, c.open, c.high, c.low, c.close, c.volume, c.trades)
+        for c in memory
+        if c.start_ms < end and (q.start is None or c.start_ms >= q.start)
+    ]
     # One-minute candles the answer may need at most: `limit` intervals' worth.
-    wanted = q.limit * (interval_ms // MINUTE_MS)
-    in_memory = sum(1 for c in memory if c.start_ms < end) if q.end is not None else len(memory)
-    older: list[Candle] = []
+    wanted = q.limit * (interval_ms // MINUTE_MS) - len(recent)
+    keeper = rt.memory
     reaches_back = q.start is None or q.start < first
-    if reaches_back and in_memory < wanted and rt.trading_services is not None:
-        db = rt.trading_services.store.db
-        window = (q.start or 0, min(first, end), wanted - in_memory)
-        older = await trio.to_thread.run_sync(
-            db.read, lambda conn: candles_between(conn, symbol, *window)
-        )
-    return merge_candles([*older, *memory], interval_ms, q.limit, q.start, q.end)
+
+    def read_and_merge() -> list[Candle]:
+        older: list[Candle] = []
+        if keeper is not None and reaches_back and wanted > 0:
+            older = keeper.older_candles(symbol, q.start or 0, min(first, end), wanted)
+        return merge_candles([*older, *recent], interval_ms, q.limit, q.start, q.end)
+
+    return await trio.to_thread.run_sync(read_and_merge)

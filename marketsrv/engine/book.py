@@ -1,4 +1,4 @@
-"""The limit order book of one instrument: price-time matching in integer ticks.
+"""The limit order book of one instrument: price-time matching in integer prices (cents).
 
 `OrderBook` is the single-threaded core that REST, the simulator and storage all drive. It does no
 I/O and knows nothing of trio; callers serialise access to it. Each side keeps a dict of price
@@ -218,7 +218,9 @@ class OrderBook:
         if trades:
             self._trade_id = trades[-1].trade_id
         if trades or self_trade_cancels:
-            self.seq = seq  # each self-trade cancel went through cancel(), which counts itself
+            # The whole auction is one change of the book, whatever its self-trade cancels
+            # counted on the way (nothing can observe the book in between).
+            self.seq = seq
         volume = sum(t.quantity for t in trades)
         return OrderResult(0, _BUY, volume, trades, volume, self_trade_cancels=self_trade_cancels)
 

@@ -1,6 +1,6 @@
 """Value types of the matching engine: sides, order kinds, trades and the result of an order.
 
-Prices inside the engine are integer ticks of the instrument and quantities are integer shares;
+Prices inside the engine are integers (the market uses cents) and quantities are integer shares;
 the edges (REST, simulator, storage) convert to and from money. Nothing here does I/O.
 """
 
@@ -40,7 +40,7 @@ class Trade:
 
     trade_id: int
     symbol: str
-    price: int  # ticks; always the resting order's price
+    price: int  # the resting order's price (in an auction: the one uncrossing price)
     quantity: int
     aggressor: Side  # the taker's side
     maker_order_id: int

@@ -60,9 +60,11 @@ def close_price(market: Market, symbol: str) -> int:
     if market.calendar.mode != "nse":
         return stats.last
     ticks = market.instruments[symbol].ticks
-    vwap_cents = (2 * stats.turnover + stats.volume) // (2 * stats.volume)  # half up, exact
-    below, above = ticks.floor(vwap_cents), ticks.ceil(vwap_cents)
-    return below if below and vwap_cents - below < above - vwap_cents else above
+    turnover, volume = stats.turnover, stats.volume  # VWAP = turnover / volume, kept exact
+    below = ticks.floor(turnover // volume)
+    above = below if below * volume == turnover else ticks.up(below)
+    # The nearer tick, half up: vwap - below < above - vwap  <=>  2 turnover < (below+above) vol.
+    return below if below and 2 * turnover < (below + above) * volume else above
 
 
 def roll_day(market: Market, session: Session) -> None:
@@ -74,6 +76,7 @@ def roll_day(market: Market, session: Session) -> None:
             market.daily[symbol].append(stats.day_bar(bar_ms, close))
         stats.reset(close)
         market.update_limits(symbol)
+        market.expire_outside_limits(symbol)  # the new band: nothing may rest outside it
         market.updated_ms[symbol] = market.clock()
     log.info("trading day %s closed; %s begins", market.session.day, session.day)
 

@@ -51,6 +51,26 @@ class TickTable:
             return bands[0][1]
         return bands[bisect_right(bands, (price, 1 << 62)) - 1][1]
 
+    def ladder(self, start: int, count: int, down: bool, bound: int) -> list[int]:
+        """Up to `count` valid prices from `start` (valid) going down (or up), none past
+        `bound`: a quoted side of a book. Within one band it is a range (the simulator asks for
+        two ladders per symbol per tick); across a band edge it steps price by price."""
+        tick = self.tick_at(start)
+        end = start - (count - 1) * tick if down else start + (count - 1) * tick
+        bands = self.bands
+        if len(bands) == 1 or bisect_right(bands, (start, 1 << 62)) == bisect_right(
+            bands, (end, 1 << 62)
+        ):
+            if down:
+                return list(range(start, max(bound, end, 1) - 1, -tick))
+            return list(range(start, min(bound, end) + 1, tick))
+        prices: list[int] = []
+        price = start
+        while len(prices) < count and price > 0 and (price >= bound if down else price <= bound):
+            prices.append(price)
+            price = self.down(price) if down else self.up(price)
+        return prices
+
     def is_valid(self, price: int) -> bool:
         return price > 0 and price % self.tick_at(price) == 0
 

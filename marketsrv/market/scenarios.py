@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from marketsrv.market.days import uncross
 from marketsrv.market.simulator import Regime, Simulator
 from marketsrv.market.state import Market
 
@@ -60,6 +61,8 @@ def run(market: Market, simulator: Simulator | None, scenario: Scenario) -> str:
     if name == "resume":
         for symbol in symbols:
             market.resume(symbol)
+            if market.phase == "open":  # halted through the opening auction: hold it now
+                uncross(market, symbol)
         return f"resumed {where}"
     if simulator is None:
         raise ScenarioError(

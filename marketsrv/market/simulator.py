@@ -166,17 +166,11 @@ class Simulator:
         best_ask = max(limits.low, ticks.ceil(math.ceil(fair + half)))
         if best_ask <= best_bid:
             best_ask = ticks.up(best_bid)
-        bids: list[int] = []
-        price = best_bid
-        while len(bids) < regime.levels and price >= limits.low and price > 0:
-            bids.append(price)
-            price = ticks.down(price)
-        asks: list[int] = []
-        price = best_ask
-        while len(asks) < regime.levels and price <= limits.high:
-            asks.append(price)
-            price = ticks.up(price)
-        return bids, asks
+        levels = regime.levels
+        return (
+            ticks.ladder(best_bid, levels, True, limits.low) if best_bid > 0 else [],
+            ticks.ladder(best_ask, levels, False, limits.high),
+        )
 
     def _requote(self, agent: _SymbolAgent, fair: float, refresh: bool = True) -> None:
         market, symbol = self.market, agent.inst.symbol
@@ -184,7 +178,8 @@ class Simulator:
         want_bids, want_asks = self._ladder(agent, fair)
         # Withdraw stale quotes on both sides before adding any, so our own ladder never crosses.
         for quotes, wanted in ((agent.bids, want_bids), (agent.asks, want_asks)):
-            for price in [p for p in quotes if p not in wanted]:
+            keep = set(wanted)
+            for price in [p for p in quotes if p not in keep]:
                 market.cancel(symbol, quotes.pop(price))
         # Refresh one random level a tick so depth keeps changing like a real book's.
         rng = agent.rng

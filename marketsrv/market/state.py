@@ -15,7 +15,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
-from marketsrv.engine import OrderBook, OrderRejected, OrderResult, Side, TimeInForce
+from marketsrv.engine import (
+    OrderBook,
+    OrderRejected,
+    OrderResult,
+    RestingOrder,
+    Side,
+    TimeInForce,
+)
 from marketsrv.market.calendar import Calendar, Phase, Session
 from marketsrv.market.instruments import Instrument
 from marketsrv.market.rules import PriceLimits, price_limits
@@ -87,6 +94,9 @@ class Market:
         # Called with (symbol, result) after every submit that traded or cancelled a resting
         # order by self-trade prevention: the trading service settles users' fills from here.
         self.listeners: list[Callable[[str, OrderResult], None]] = []
+        # Called with (symbol, orders, why) when resting orders leave the book because a new
+        # day's price limits exclude them: the trading service closes users' and frees holds.
+        self.expiry_listeners: list[Callable[[str, list[RestingOrder], str], None]] = []
 
     @property
     def symbols(self) -> list[str]:
@@ -113,6 +123,26 @@ class Market:
         self.limits[symbol] = price_limits(
             self.stats[symbol].previous_close, inst.band_bps, inst.ticks
         )
+
+    def allows(self, symbol: str, price: int) -> bool:
+        """Whether `price` (cents) may rest or trade today: on the tick grid, inside the limits."""
+        return self.limits[symbol].contains(price) and self.instruments[symbol].ticks.is_valid(
+            price
+        )
+
+    def expire_outside_limits(self, symbol: str) -> list[RestingOrder]:
+        """Take out of the book every resting order today's limits or tick grid exclude (after a
+        day roll): no order may rest, nor trade, outside the day's band. Tells the listeners."""
+        book = self.books[symbol]
+        gone = [o for o in book.orders() if not self.allows(symbol, o.price)]
+        for order in gone:
+            book.cancel(order.order_id)
+        if gone:
+            self.updated_ms[symbol] = self.clock()
+            why = f"outside today's price limits ({self.limits[symbol].describe()})"
+            for listener in self.expiry_listeners:
+                listener(symbol, gone, why)
+        return gone
 
     def halt(self, symbol: str, reason: str) -> None:
         self.instrument(symbol)
@@ -161,11 +191,11 @@ class Market:
             )
         return self._submit(book, symbol, side, quantity, price, tif, owner, order_id, match)
 
-    def restore(
+    def reinstate(
         self, symbol: str, side: Side, quantity: int, price: int, owner: str, order_id: int
     ) -> OrderResult:
-        """Put back an order that rested before a restart, at its price whatever today's limits
-        (it was valid when it was accepted); it matches only if the market is open for it."""
+        """Put back an order that rested before a restart (the caller checked `allows`); it
+        matches only if the market is open for it, and a halt does not refuse it."""
         match = self.state_of(symbol) == "open"
         return self._submit(
             self.books[symbol], symbol, side, quantity, price, TimeInForce.GTC, owner, order_id,

@@ -48,7 +48,7 @@ class SessionStats:
         self.low: int | None = None
         self.last: int | None = None
         self.volume = 0
-        self.turnover = 0  # sum of price ticks × quantity
+        self.turnover = 0  # sum of price cents × quantity
         self.trade_count = 0
         self.last_trade_ms: int | None = None
         self.candles: deque[Candle] = deque(maxlen=candle_history)
@@ -113,7 +113,7 @@ class SessionStats:
 
     @property
     def vwap(self) -> float | None:
-        """Volume-weighted average price in ticks (a ratio, so not an exact tick)."""
+        """Volume-weighted average price in cents (a ratio, so not an exact cent)."""
         return self.turnover / self.volume if self.volume else None
 
     def candles_for(

@@ -20,6 +20,7 @@ from typing import Any
 from marketsrv.market import Market, Simulator
 from marketsrv.market.history import synthetic_history
 from marketsrv.market.state import TradeRecord
+from marketsrv.market.stats import Candle
 from marketsrv.memory import tables
 from marketsrv.memory.tables import Batch, CandleRow
 from marketsrv.units import DAY_MS
@@ -28,6 +29,11 @@ from storage import Database
 log = logging.getLogger("marketsrv.memory")
 
 SAVE_INTERVAL_S = 1.0
+# After a crash the trades of the last second were never saved, but their ids may have reached
+# clients: new trades start at the next multiple of this, so no id is ever given twice.
+CRASH_ID_STEP = 1_000_000
+# The most one-minute candles one candles request reads from the database.
+MAX_CANDLE_ROWS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,8 @@ class MarketMemory:
         self._candle_cursor = dict.fromkeys(symbols, 0)  # start of the last candle saved
         self._daily_saved = dict.fromkeys(symbols, 0)  # daily bars saved
         self._pruned_at = 0
-        # For the health page and docs/performance.md.
+        self.db: Database | None = None  # the database restored from, saved to and read from
+        # For the health page and docs/performance.md (changed on the trio thread only).
         self.saves = 0
         self.rows_saved = 0
         self.collect_s = 0.0
@@ -61,6 +68,7 @@ class MarketMemory:
     def restore(self, db: Database) -> None:
         """Load the saved market into the (new, empty) market; make up a history if none."""
         market = self.market
+        self.db = db
         saved = db.read(
             lambda conn: tables.load(
                 conn,
@@ -69,8 +77,12 @@ class MarketMemory:
                 market.trades[next(iter(market.trades))].maxlen or 1000,
             )
         )
-        if saved.empty and self.settings.history_days > 0:
-            self._make_history(db)
+        if saved.empty:
+            for symbol, book in market.books.items():  # users' fills may know trade ids
+                book.resume_trade_ids(saved.fills_trade_id[symbol])
+                self._trade_cursor[symbol] = book.trade_ids
+            if self.settings.history_days > 0:
+                self._make_history(db)
             return
         newest_save = 0
         fair: dict[str, float] = {}
@@ -103,6 +115,8 @@ class MarketMemory:
             # Trade ids go on from the highest any table knows, users' fills included (they
             # are durable even when the last second of market history is not).
             last_trade_id = max(last_trade_id, saved.fills_trade_id[symbol])
+            if not saved.clean:
+                last_trade_id = (last_trade_id // CRASH_ID_STEP + 1) * CRASH_ID_STEP
             market.books[symbol].resume_trade_ids(last_trade_id)
             self._trade_cursor[symbol] = last_trade_id
             market.update_limits(symbol)
@@ -146,23 +160,26 @@ class MarketMemory:
 
     # -- running -----------------------------------------------------------------------------
 
-    def collect(self) -> Batch:
-        """What changed since the last call, as rows (trio thread; advances the cursors)."""
+    def collect(self, clean: bool = False) -> Batch:
+        """What changed since the last save, as rows (trio thread). The cursors move only when
+        the batch is written (`saved`): a batch lost to a full disk is collected again."""
         started = time.perf_counter()
         market = self.market
-        batch = Batch()
+        batch = Batch(clean=clean)
+        trade_cursor, candle_cursor, daily_saved = (
+            dict(self._trade_cursor), dict(self._candle_cursor), dict(self._daily_saved),
+        )  # fmt: skip
         day = market.session.day.isoformat()
         now = market.clock()
         fair = self.simulator.fair_values() if self.simulator is not None else {}
         for symbol, stats in market.stats.items():
             log_ = market.trades[symbol]
-            book_trade_id = market.books[symbol].trade_ids
             batch.symbols.append((
                 symbol, day, now, stats.previous_close, stats.open, stats.high, stats.low,
                 stats.last, stats.volume, stats.turnover, stats.trade_count, stats.last_trade_ms,
-                book_trade_id, fair.get(symbol), market.halted.get(symbol),
+                market.books[symbol].trade_ids, fair.get(symbol), market.halted.get(symbol),
             ))  # fmt: skip
-            cursor = self._trade_cursor[symbol]
+            cursor = trade_cursor[symbol]
             if log_ and log_[-1].trade_id > cursor:
                 new = []
                 for t in reversed(log_):
@@ -171,39 +188,55 @@ class MarketMemory:
                     new.append((symbol, t.trade_id, t.price, t.quantity, t.aggressor,
                                 t.timestamp_ms))  # fmt: skip
                 batch.trades.extend(reversed(new))
-                self._trade_cursor[symbol] = log_[-1].trade_id
+                trade_cursor[symbol] = log_[-1].trade_id
                 batch.keep_trades_from[symbol] = log_[0].trade_id
             candles = stats.candles
-            since = self._candle_cursor[symbol]
+            since = candle_cursor[symbol]
             if candles and candles[-1].start_ms >= since:
                 for c in reversed(candles):  # the last saved one again: it may have grown
                     if c.start_ms < since:
                         break
                     batch.candles.append(_row(symbol, c))
-                self._candle_cursor[symbol] = candles[-1].start_ms
+                candle_cursor[symbol] = candles[-1].start_ms
             bars = market.daily[symbol]
-            if len(bars) > self._daily_saved[symbol]:
-                batch.daily.extend(_row(symbol, c) for c in bars[self._daily_saved[symbol] :])
-                self._daily_saved[symbol] = len(bars)
+            if len(bars) > daily_saved[symbol]:
+                batch.daily.extend(_row(symbol, c) for c in bars[daily_saved[symbol] :])
+                daily_saved[symbol] = len(bars)
         if now - self._pruned_at >= 3_600_000:  # retention: once an hour is plenty
-            self._pruned_at = now
             batch.prune_candles_before = now - self.settings.candle_retention_days * DAY_MS
+        batch.cursors = (trade_cursor, candle_cursor, daily_saved)
         self.collect_s += time.perf_counter() - started
         return batch
 
-    def save(self, db: Database) -> int:
-        """Collect (on the calling thread) and write, blocking: for shutdown and tests."""
-        batch = self.collect()
-        return self.write(db, batch)
-
-    def write(self, db: Database, batch: Batch) -> int:
-        """Write a collected batch through the storage writer (blocking: run it in a thread)."""
+    def write(self, db: Database, batch: Batch) -> float:
+        """Write a collected batch through the storage writer; the seconds it took. Blocking:
+        run it in a thread, then call `saved` on the trio thread."""
         started = time.perf_counter()
-        rows: int = db.write(lambda conn: tables.save(conn, batch))
-        self.write_s += time.perf_counter() - started
+        db.write(lambda conn: tables.save(conn, batch))
+        return time.perf_counter() - started
+
+    def saved(self, batch: Batch, seconds: float) -> None:
+        """`batch` is durable: move the cursors past it (trio thread)."""
+        self._trade_cursor, self._candle_cursor, self._daily_saved = batch.cursors
+        if batch.prune_candles_before is not None:
+            self._pruned_at = self.market.clock()
         self.saves += 1
-        self.rows_saved += rows
-        return rows
+        self.rows_saved += batch.rows
+        self.write_s += seconds
+
+    def save(self, db: Database, clean: bool = False) -> int:
+        """Collect, write and commit, blocking on this thread: for tests and tools."""
+        batch = self.collect(clean)
+        self.saved(batch, self.write(db, batch))
+        return batch.rows
+
+    def older_candles(self, symbol: str, start: int, end: int, limit: int) -> list[Candle]:
+        """Saved one-minute candles opening in [start, end), the newest `limit` (at most
+        MAX_CANDLE_ROWS). Blocking: a database read, run it in a thread."""
+        if self.db is None:
+            return []
+        count = min(limit, MAX_CANDLE_ROWS)
+        return self.db.read(lambda conn: tables.candles_between(conn, symbol, start, end, count))
 
     def figures(self) -> dict[str, Any]:
         return {

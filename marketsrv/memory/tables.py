@@ -31,6 +31,9 @@ class Batch:
     # Per symbol, the oldest trade id to keep: the trade log is as long as the one in memory.
     keep_trades_from: dict[str, int] = field(default_factory=dict)
     prune_candles_before: int | None = None  # one-minute candles' retention
+    clean: bool = False  # the last save of a server that stops: its trade ids are exact
+    # Where the collector's cursors stand once this batch is written (MarketMemory.saved).
+    cursors: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
 
     @property
     def rows(self) -> int:
@@ -56,9 +59,21 @@ def save(conn: sqlite3.Connection, batch: Batch) -> int:
         "DELETE FROM market_trades WHERE symbol = ? AND trade_id < ?",
         list(batch.keep_trades_from.items()),
     )
-    if batch.prune_candles_before is not None:
-        conn.execute("DELETE FROM candles_1m WHERE start_ms < ?", (batch.prune_candles_before,))
+    if batch.prune_candles_before is not None:  # per symbol: the primary key finds the range
+        conn.executemany(
+            "DELETE FROM candles_1m WHERE symbol = ? AND start_ms < ?",
+            [(row[0], batch.prune_candles_before) for row in batch.symbols],
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO market_meta VALUES ('clean_shutdown', ?)", (str(int(batch.clean)),)
+    )
     return batch.rows
+
+
+def was_clean(conn: sqlite3.Connection) -> bool:
+    """Whether the server that saved last stopped cleanly (its final save said so)."""
+    row = conn.execute("SELECT value FROM market_meta WHERE key = 'clean_shutdown'").fetchone()
+    return row is not None and row[0] == "1"
 
 
 @dataclass
@@ -70,6 +85,7 @@ class Saved:
     daily: dict[str, list[Candle]]
     trades: dict[str, list[sqlite3.Row]]
     fills_trade_id: dict[str, int]  # the highest trade id a user's fill recorded
+    clean: bool  # the last server stopped cleanly
 
     @property
     def empty(self) -> bool:
@@ -107,7 +123,7 @@ def load(
         trades[symbol] = recent[::-1]
         top = conn.execute("SELECT MAX(trade_id) FROM fills WHERE symbol = ?", (symbol,))
         fills[symbol] = top.fetchone()[0] or 0
-    return Saved(rows, candles, daily, trades, fills)
+    return Saved(rows, candles, daily, trades, fills, was_clean(conn))
 
 
 def candles_between(

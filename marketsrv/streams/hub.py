@@ -145,7 +145,8 @@ class Hub:
             self._state_version = market.state_version
             state = frame("market_state", frames.market_state(market), ts)
             for conn in self.connections:
-                conn.reply(state)
+                if conn.market_data:  # /ws/market/; a book-only client gets books only
+                    conn.reply(state)
             self._published_seq.clear()  # every symbol's market_data again: its state changed
         for symbol, subscribers in self.subscribers.items():
             if not subscribers:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from marketsrv.engine import OrderRejected, OrderResult, Side, TimeInForce
+from marketsrv.engine import OrderRejected, OrderResult, RestingOrder, Side, TimeInForce
 from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Market
+from marketsrv.market.days import keep_time
 from marketsrv.market.state import MarketRefused
 from marketsrv.trading import intake, settlement
 from marketsrv.trading.requests import OrderRequest
@@ -39,6 +41,7 @@ class Orders:
         self.market = market
         self.off_tick_prices = off_tick_prices  # round | reject: a limit price between two ticks
         market.listeners.append(self._on_result)
+        market.expiry_listeners.append(self._on_expired)
         self._settling = 0  # submits made by this service settle themselves
         self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
         # Users with an acceptance under way: its order is in the database (a reader can see it
@@ -53,6 +56,9 @@ class Orders:
 
     def parse(self, user_id: int, req: OrderRequest) -> NewOrder:
         """The domain checks of an order whose body `OrderRequest` validated (intake.py)."""
+        # The market loop keeps time once a tick; an order at 15:00:00.050 must already meet
+        # the closed market, not the open one.
+        keep_time(self.market)
         return intake.parse(self.market, self.off_tick_prices, user_id, req)
 
     # -- placing and cancelling ----------------------------------------------------------------
@@ -98,7 +104,8 @@ class Orders:
                 # was being accepted); never leave it open without a book entry.
                 if isinstance(exc, MarketRefused):
                     note = f"refused: {exc}"
-                    error: Exception = Conflict(exc.code, str(exc))
+                    refusal = BadRequest if exc.code == "price_out_of_band" else Conflict
+                    error: Exception = refusal(exc.code, str(exc))
                 else:
                     note = f"failed: the matching engine refused it ({exc})"
                     error = BadRequest("order_rejected", note)
@@ -184,6 +191,27 @@ class Orders:
         ):
             return
 
+        now = self.market.clock()
+        inst = self.market.instruments[symbol]
+        self._record(lambda conn: settlement.settle(conn, inst, result, None, now))
+
+    def _on_expired(self, symbol: str, orders: list[RestingOrder], why: str) -> None:
+        """Market listener: users' orders a new day's limits took out of the book are closed."""
+        ids = [-o.order_id for o in orders if o.order_id < 0]
+        if not ids:
+            return
+        now, note = self.market.clock(), f"cancelled: {why}"
+
+        def work(conn: sqlite3.Connection) -> None:
+            for order_id in ids:
+                if settlement.order_row(conn, order_id)["status"] in OPEN:
+                    settlement.close_order(conn, order_id, "cancelled", note, now)
+
+        self._record(work)
+
+    def _record(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """Write what the book did to users' orders outside a request: queued on the writer
+        (the book has moved already); a failure suspends trading, on the trio thread."""
         try:
             token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
         except RuntimeError:  # no event loop (a test stepping the market by hand)
@@ -198,15 +226,9 @@ class Orders:
                     token.run_sync_soon(self._suspend, error)
 
         try:
-            now = self.market.clock()
-            self.store.db.submit(
-                lambda conn: settlement.settle(
-                    conn, self.market.instruments[symbol], result, None, now
-                ),
-                done,
-            )
+            self.store.db.submit(work, done)
         except StorageClosed:
-            log.error("fills of resting user orders arrived after the database closed")
+            log.error("a change to users' resting orders arrived after the database closed")
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -226,12 +248,20 @@ class Orders:
                 note = "cancelled: the server restarted before it was matched"
                 settlement.close_order(conn, row["id"], "cancelled", note, now)
                 continue
+            price = row["book_price_cents"]
+            if not self.market.allows(row["symbol"], price):
+                # Accepted under other limits (an earlier day, or an older version's ticks):
+                # it would trade where today's market cannot.
+                limits = self.market.limits[row["symbol"]].describe()
+                note = f"cancelled: its price is outside today's price limits ({limits})"
+                settlement.close_order(conn, row["id"], "cancelled", note, now)
+                continue
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
             try:
-                result = self.market.restore(
-                    row["symbol"], Side(row["side"]), remaining, row["book_price_cents"],
-                    owner_of(row["user_id"]), -row["id"],
+                result = self.market.reinstate(
+                    row["symbol"], Side(row["side"]), remaining, price, owner_of(row["user_id"]),
+                    -row["id"],
                 )  # fmt: skip
             finally:
                 self._settling -= 1

@@ -269,7 +269,7 @@ def settle(
             if taker_id is None:  # an auction's buy side, which rested like a maker
                 release_unused(conn, order_id)
     for resting_id, _ in result.self_trade_cancels:
-        note = "cancelled: a newer order of yours met it (self-trade prevention)"
+        note = "cancelled: it would have traded with another order of yours (self-trade prevention)"
         close_order(conn, -resting_id, "cancelled", note, now)
     if taker_id is None:
         return
