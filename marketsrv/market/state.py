@@ -210,7 +210,8 @@ class Market:
             order_id = next(self._order_ids)
         seq = book.seq
         result = book.submit(order_id, side, quantity, price, tif, owner, match=match)
-        self.record(symbol, result)
+        if result.trades or result.self_trade_cancels:  # most quotes just rest: no call
+            self.record(symbol, result)
         if book.seq != seq:
             self.updated_ms[symbol] = self.clock()
         return result
