@@ -100,12 +100,19 @@ async def test_only_admins_and_the_operator_may_run_scenarios(
             ({"scenario": "drought", "duration_s": 0}, "invalid_duration_s"),
             ({"scenario": "halt", "symbols": ["ZZZ"]}, "unknown_symbol"),
             ({"scenario": 5}, "invalid_scenario"),
+            ({"scenario": "jump", "percent": True}, "invalid_percent"),
+            ({"scenario": "drought", "duration_s": True}, "invalid_duration_s"),
+            ({"scenario": "flash_crash", "percent": 90}, "invalid_percent"),
         ):
             refused = await http.post(path, json=bad, headers=operator)
             assert refused.status_code == 400 and refused.json()["code"] == code, refused.text
         drought = {"scenario": "drought", "symbols": ["EQTY"], "duration_s": 30}
         assert (await http.post(path, json=drought, headers=operator)).status_code == 200
         assert runtime.simulator.agents["EQTY"].regime.levels == 2
+        state = (await http.get(path, headers=operator)).json()["market"]
+        assert state["regimes"]["EQTY"]["regime"] == "drought"
+        assert 0 < state["regimes"]["EQTY"]["seconds_left"] <= 30
+        assert "KCB" not in state["regimes"]  # a jump leaves nothing running
 
 
 def test_a_demo_user_is_an_admin_only_when_the_setting_says_so(tmp_path: Path) -> None:

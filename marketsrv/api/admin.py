@@ -8,9 +8,9 @@ reads: whoever can read the server's database may already do anything to it.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from quart import Blueprint, request
 from quart_schema import document_request, document_response
 
@@ -30,16 +30,28 @@ class ScenarioRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     scenario: StrictStr = Field(description="one of: " + ", ".join(scenarios.NAMES))
-    symbols: list[StrictStr] = Field(
-        default_factory=list, max_length=500, description="the symbols; none or empty: every one"
+    symbols: list[StrictStr] | None = Field(
+        None, max_length=500, description="the symbols; null or empty: every one"
     )
-    percent: float | None = Field(
-        None, description="jump: the move in % (default 5); flash_crash: the fall (default 8)"
+    percent: Number | None = Field(
+        None,
+        description="jump: the move in %, -90 to 100 (default 5); flash_crash: the fall in %,"
+        " 0 to 90, its sign ignored (default 8)",
     )
-    factor: float | None = Field(None, description="volatile: times the volatility (default 5)")
-    duration_s: float | None = Field(
+    factor: Number | None = Field(None, description="volatile: times the volatility (default 5)")
+    duration_s: Number | None = Field(
         None, description="how long a regime lasts, seconds (default 60, at most a day)"
     )
+
+
+def _number(value: object) -> object:
+    """JSON true is not 1 here: a number is a number."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
 
 
 class ScenarioOut(BaseModel):
@@ -57,11 +69,22 @@ async def require_admin() -> None:
 
 
 def market_json() -> dict[str, Any]:
-    market = current_runtime().market
+    runtime = current_runtime()
+    market, sim = runtime.market, runtime.simulator
+    regimes = {}
+    if sim is not None:
+        for symbol, agent in sim.agents.items():
+            regime = agent.regime
+            if regime.name != "normal":
+                left = None
+                if regime.until_tick is not None:
+                    left = max(0.0, (regime.until_tick - sim.ticks) * sim.tick_interval_ms / 1000)
+                regimes[symbol] = {"regime": regime.name, "seconds_left": left}
     return {
         "state": market.phase,
         "trading_day": market.session.day.isoformat(),
         "halted": dict(market.halted),
+        "regimes": regimes,
     }
 
 
@@ -79,7 +102,7 @@ async def run_scenario() -> dict[str, Any]:
     runtime = current_runtime()
     scenario = scenarios.Scenario(
         name=body.scenario.strip().lower(),
-        symbols=tuple(dict.fromkeys(s.strip().upper() for s in body.symbols)),
+        symbols=tuple(dict.fromkeys(s.strip().upper() for s in body.symbols or [])),
         percent=body.percent,
         factor=body.factor,
         duration_s=body.duration_s,

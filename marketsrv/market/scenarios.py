@@ -73,16 +73,20 @@ def run(market: Market, simulator: Simulator | None, scenario: Scenario) -> str:
         raise ScenarioError("invalid_duration_s", "duration_s must be above 0 and at most a day")
     until = simulator.ticks + max(1, int(duration * 1000 / simulator.tick_interval_ms))
     percent = scenario.percent if scenario.percent is not None else 5.0
+    if name == "jump" and not (-90 < percent <= 100 and percent != 0):
+        raise ScenarioError(
+            "invalid_percent", "a jump's percent is non-zero, above -90, at most 100"
+        )
     if name == "flash_crash":
         percent = -abs(scenario.percent if scenario.percent is not None else 8.0)
-    if name in ("jump", "flash_crash") and not (-90 < percent <= 100 and percent != 0):
-        raise ScenarioError("invalid_percent", "percent must be non-zero, above -90, at most 100")
+        if not -90 < percent < 0:
+            raise ScenarioError("invalid_percent", "a flash crash falls more than 0 and under 90%")
     factor = scenario.factor if scenario.factor is not None else 5.0
     if name == "volatile" and not 0 < factor <= 50:
         raise ScenarioError("invalid_factor", "factor must be above 0 and at most 50")
     for symbol in symbols:
         agent = simulator.agents[symbol]
-        regime = Regime()
+        regime = Regime(name if name != "calm" else "normal")
         if name == "calm":
             agent.regime = regime
             continue
@@ -95,7 +99,8 @@ def run(market: Market, simulator: Simulator | None, scenario: Scenario) -> str:
                 regime.volatility = 2.0
             agent.log_fair += math.log1p(percent / 100)
             if name == "jump":
-                regime.until_tick = None  # news moves the price for good: nothing to undo
+                # News moves the price for good: nothing to undo, the agent is normal again.
+                regime.until_tick, regime.name = None, "normal"
         elif name == "volatile":
             regime.volatility = factor
         elif name == "drought":

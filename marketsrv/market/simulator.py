@@ -36,9 +36,12 @@ ROUND_LOT = 100  # shares per quoted unit: the board lot is 1, but nobody quotes
 class Regime:
     """How an agent behaves now: normal, or changed by a scenario until `until_tick`."""
 
-    __slots__ = ("levels", "pull_rate", "pull_to", "size", "spread", "until_tick", "volatility")
+    __slots__ = (
+        "levels", "name", "pull_rate", "pull_to", "size", "spread", "until_tick", "volatility",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "normal") -> None:
+        self.name = name  # the scenario that set it
         self.volatility = 1.0  # multiplies the walk's standard deviation
         self.spread = 1.0  # multiplies the quoted spread
         self.levels = LEVELS  # quoted levels per side
