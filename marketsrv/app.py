@@ -26,16 +26,20 @@ from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.api.openapi import MarketsrvOpenAPI
+from marketsrv.api.portfolio import blueprint as portfolio_blueprint
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.market.calendar import Calendar
 from marketsrv.market.instruments import universe_currency
 from marketsrv.memory import MarketMemory, MemorySettings
+from marketsrv.private import Relay, UserStreamRouter
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
 from marketsrv.streams.endpoint import ASGIApp, StreamRouter
 from marketsrv.trading import AuthLimits, Trading
+from marketsrv.trading.equity import EquityRecorder
+from marketsrv.units import DAY_MS
 
 log = logging.getLogger("marketsrv")
 
@@ -103,9 +107,16 @@ def build_runtime(settings: Settings) -> Runtime:
             dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
         ),
     )
+    relay = Relay(
+        trading.store.db,
+        retention_ms=int(settings.outbox_retention_days * DAY_MS),
+        max_resume=settings.user_stream_max_resume,
+        clock=market.clock,
+    )
+    equity = EquityRecorder(trading.store, market, settings.equity_interval_minutes * 60)
     return Runtime(
         settings=settings, market=market, simulator=simulator, hub=hub, trading_services=trading,
-        memory=memory,
+        memory=memory, relay=relay, equity=equity,
     )  # fmt: skip
 
 
@@ -128,11 +139,13 @@ def create_app(runtime: Runtime) -> QuartTrio:
     )
     security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
     security_scheme_blueprint(admin_blueprint, [{"bearer": []}])
+    security_scheme_blueprint(portfolio_blueprint, [{"bearer": []}])
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(trading_blueprint)
+    app.register_blueprint(portfolio_blueprint)
     app.register_blueprint(admin_blueprint)
     origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
     cors(
@@ -150,7 +163,13 @@ def create_app(runtime: Runtime) -> QuartTrio:
 
     async def market_task(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with market_scope:
-            await run_market(runtime, task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                if runtime.relay is not None:
+                    await nursery.start(runtime.relay.run)
+                if runtime.equity is not None:
+                    await nursery.start(runtime.equity.run)
+                await nursery.start(run_market, runtime)
+                task_status.started()
 
     @app.before_serving
     async def start_market() -> None:
@@ -181,6 +200,11 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
         max_messages_per_s=settings.ws_max_messages_per_s,
         close_timeout_s=settings.ws_close_timeout_s,
     )
-    router = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
+    router: ASGIApp = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
+    if runtime.relay is not None and runtime.trading_services is not None:
+        router = UserStreamRouter(
+            router, runtime.relay, runtime.trading_services, runtime.hub, limits,
+            settings.ws_fast_path,
+        )  # fmt: skip
     app: ASGIApp = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
     return AccessLog(app) if settings.access_log else app

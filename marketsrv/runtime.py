@@ -22,9 +22,11 @@ from marketsrv.errors import Unavailable
 from marketsrv.market import Market, Simulator
 from marketsrv.market.days import keep_time
 from marketsrv.memory import SAVE_INTERVAL_S, MarketMemory
+from marketsrv.private.relay import Relay
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub
 from marketsrv.trading import Trading
+from marketsrv.trading.equity import EquityRecorder
 
 EXTENSION_KEY = "marketsrv"
 log = logging.getLogger("marketsrv")
@@ -38,6 +40,8 @@ class Runtime:
     hub: Hub
     trading_services: Trading | None = None
     memory: MarketMemory | None = None
+    relay: Relay | None = None  # the private stream's, when trading is on
+    equity: EquityRecorder | None = None  # the accounts' equity snapshots
     # Lets `marketsrv scenario` act as an admin: written beside the database at start.
     operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started_monotonic: float = field(default_factory=time.monotonic)

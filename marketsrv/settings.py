@@ -82,6 +82,15 @@ class Settings:
     demo_user_admin: bool = _setting(
         False, "Make the demo user an admin (may run scenarios over REST)."
     )
+    equity_interval_minutes: float = _setting(
+        5.0, "Minutes between intraday equity records of accounts that hold shares."
+    )
+    outbox_retention_days: float = _setting(
+        7.0, "Days a user's events stay in the outbox for /ws/user/ resume."
+    )
+    user_stream_max_resume: int = _setting(
+        5000, "Most events a /ws/user/ resume replays; more: resync_required."
+    )
     trade_history: int = _setting(1000, "Recent trades kept in memory per symbol.")
     candle_history: int = _setting(1440, "One-minute candles kept in memory per symbol.")
     stream_interval_ms: int = _setting(
@@ -308,6 +317,12 @@ def validate(settings: Settings) -> Settings:
         problems.append("candle_retention_days must be 1 to 366")
     if settings.history_minute_days > settings.candle_retention_days:
         problems.append("history_minute_days must not exceed candle_retention_days")
+    if not 0.1 <= settings.equity_interval_minutes <= 1440:
+        problems.append("equity_interval_minutes must be 0.1 to 1440")
+    if not 0 < settings.outbox_retention_days <= 3650:
+        problems.append("outbox_retention_days must be above 0 and at most 3650")
+    if not 1 <= settings.user_stream_max_resume <= 100_000:
+        problems.append("user_stream_max_resume must be 1 to 100000")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

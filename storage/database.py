@@ -60,6 +60,9 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._writer: threading.Thread | None = None
         self.commits = 0  # transactions committed (the tests count group commits with it)
+        # Called on the writer thread after every commit (the private stream's relay wakes on
+        # it); must be quick and must not raise.
+        self.on_commit: Callable[[], None] | None = None
         # A server's books and caches are the database's other half: two servers on one file
         # would cancel each other's orders. `exclusive` holds a lock file for the server's life.
         self.exclusive = exclusive
@@ -226,6 +229,11 @@ class Database:
             outcomes = [(done, None, exc) for _, done in batch]
         else:
             self.commits += 1
+            if self.on_commit is not None:
+                try:
+                    self.on_commit()
+                except Exception:
+                    log.exception("the commit hook failed")
         for done, result, error in outcomes:
             try:
                 done(result, error)

@@ -166,6 +166,36 @@ MIGRATIONS: list[str] = [
     -- A restart numbers new trades after the last one any user's fill recorded.
     CREATE INDEX fills_symbol_trade ON fills(symbol, trade_id);
     """,
+    # 3: each user's events numbered without gaps, for the private stream's resume.
+    """
+    ALTER TABLE outbox ADD COLUMN user_seq INTEGER;
+    UPDATE outbox SET user_seq = (
+        SELECT COUNT(*) FROM outbox AS o WHERE o.user_id = outbox.user_id AND o.id <= outbox.id
+    );
+    CREATE UNIQUE INDEX outbox_user_seq ON outbox(user_id, user_seq);
+    """,
+    # 4: the account's value over time: equity at each day's close and intraday, with the net
+    # cash flow (deposits - withdrawals) since the previous row, so returns can leave it out.
+    """
+    CREATE TABLE equity_history (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        at INTEGER NOT NULL,
+        equity_cents INTEGER NOT NULL,
+        cash_cents INTEGER NOT NULL,
+        flow_cents INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('intraday', 'close'))
+    );
+    CREATE INDEX equity_user_at ON equity_history(user_id, at);
+    -- A paper account set back to a chosen cash amount by its owner (its history is cleared).
+    CREATE TABLE account_resets (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        cash_cents INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX ledger_user_created ON ledger(user_id, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

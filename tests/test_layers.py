@@ -6,7 +6,8 @@ down (or stays inside its own package).
     1         marketsrv.engine                                           the order books, no I/O
     2         marketsrv.market                                           instruments, stats, sim
     3         marketsrv.streams | marketsrv.trading | marketsrv.memory   none knows another
-    4         marketsrv.runtime                                          what a server owns
+    4         marketsrv.runtime, marketsrv.private                      what a server owns;
+              (private: the user stream, joining trading's outbox to the streams' sockets)
     5         marketsrv.api                                              REST over the runtime
     6         marketsrv.app, .server, .cli, .users_cli, .scenario_cli, .__main__   the top
 """
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.trading": 3,
     "marketsrv.memory": 3,
     "marketsrv.runtime": 4,
+    "marketsrv.private": 4,
     "marketsrv.api": 5,
     "marketsrv.app": 6,
     "marketsrv.server": 6,

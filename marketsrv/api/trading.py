@@ -15,17 +15,13 @@ from marketsrv.api.openapi import errors
 from marketsrv.api.pages import page_of
 from marketsrv.api.trading_schemas import (
     FillPage,
-    HoldingOut,
     OrderOut,
     OrderPage,
-    PortfolioMetrics,
-    PortfolioOverview,
-    PortfolioSummary,
     WalletOut,
 )
 from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
-from marketsrv.trading import portfolio, views, wallet
+from marketsrv.trading import views, wallet
 from marketsrv.trading.requests import Amount, OrderRequest, validate_body
 from marketsrv.units import whole_number
 
@@ -189,48 +185,3 @@ async def fills() -> dict[str, Any]:
         .store.read(lambda c: views.fills_page(c, uid, size, (page - 1) * size))
     )
     return page_of(rows, total, page, size)
-
-
-# -- holdings and portfolio --------------------------------------------------------------------
-
-
-@blueprint.get("/holdings/")
-@document_response(list[HoldingOut])
-async def holdings() -> list[dict[str, Any]]:
-    rt, uid = current_runtime(), user_id()
-    return await rt.trading().store.read(lambda c: portfolio.holdings(c, rt.market, uid))
-
-
-@blueprint.get("/portfolio/summary/")
-@document_response(PortfolioSummary)
-async def portfolio_summary() -> dict[str, Any]:
-    rt, uid = current_runtime(), user_id()
-    return await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, uid))
-
-
-@blueprint.get("/portfolio/metrics/")
-@document_response(PortfolioMetrics)
-async def portfolio_metrics() -> dict[str, Any]:
-    rt, uid = current_runtime(), user_id()
-
-    now = rt.market.clock()
-
-    def work(c: sqlite3.Connection) -> dict[str, Any]:
-        recent, _ = views.orders_page(c, uid, None, None, 10, 0)
-        return portfolio.metrics(c, uid, recent, now)
-
-    return await rt.trading().store.read(work)
-
-
-@blueprint.get("/portfolio/")
-@document_response(PortfolioOverview)
-async def portfolio_overview() -> dict[str, Any]:
-    rt, user = current_runtime(), request.user  # type: ignore[attr-defined]
-    data = await rt.trading().store.read(lambda c: portfolio.summary(c, rt.market, user.id))
-    return {
-        "id": user.id,
-        "name": user.username,
-        "cash_balance": data["wallet"]["balance"],
-        "total_value": data["summary"]["total_portfolio_value"],
-        "holdings": data["holdings"],
-    }

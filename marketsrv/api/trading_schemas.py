@@ -74,35 +74,6 @@ class OrderPage(BaseModel):
     results: list[OrderOut]
 
 
-class HoldingOut(BaseModel):
-    symbol: str
-    name: str
-    quantity: int
-    available_quantity: int
-    avg_price: float
-    current_price: float
-    market_value: float
-    cost_basis: float
-    unrealized_pnl: float
-    pnl_percent: float
-    realized_pnl: float
-
-
-class SummaryTotals(BaseModel):
-    total_cash: float
-    total_holdings_value: float
-    total_portfolio_value: float
-    total_unrealized_pnl: float
-    today_pnl: float
-    holdings_count: int
-
-
-class PortfolioSummary(BaseModel):
-    wallet: PortfolioWallet
-    holdings: list[HoldingOut]
-    summary: SummaryTotals
-
-
 class FillRow(BaseModel):
     id: int
     order_id: int
@@ -121,49 +92,3 @@ class FillPage(BaseModel):
     next: str | None
     previous: str | None
     results: list[FillRow]
-
-
-class PortfolioWallet(BaseModel):
-    balance: float
-    available: float
-    held: float
-
-
-class AccountSummary(BaseModel):
-    cash_balance: float
-    total_realized_pnl: float
-    active_holdings: int
-
-
-class TradingStatistics(BaseModel):
-    total_trades: int = Field(description="fills, on both sides")
-    closing_trades: int = Field(description="sell fills: the trades that realize P&L")
-    winning_trades: int
-    losing_trades: int
-    win_rate: float = Field(description="winning over closing trades, a percentage")
-
-
-class PeriodFigures(BaseModel):
-    pnl: float
-    trades: int
-
-
-class Performance(BaseModel):
-    today: PeriodFigures
-    week: PeriodFigures
-    month: PeriodFigures
-
-
-class PortfolioMetrics(BaseModel):
-    account_summary: AccountSummary
-    trading_statistics: TradingStatistics
-    performance: Performance
-    recent_orders: list[OrderOut]
-
-
-class PortfolioOverview(BaseModel):
-    id: int
-    name: str
-    cash_balance: float
-    total_value: float
-    holdings: list[HoldingOut]

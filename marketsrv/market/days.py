@@ -79,6 +79,8 @@ def roll_day(market: Market, session: Session) -> None:
         market.expire_outside_limits(symbol)  # the new band: nothing may rest outside it
         market.updated_ms[symbol] = market.clock()
     log.info("trading day %s closed; %s begins", market.session.day, session.day)
+    for listener in market.roll_listeners:
+        listener()
 
 
 def uncross(market: Market, symbol: str) -> None:

@@ -97,6 +97,8 @@ class Market:
         # Called with (symbol, orders, why) when resting orders leave the book because a new
         # day's price limits exclude them: the trading service closes users' and frees holds.
         self.expiry_listeners: list[Callable[[str, list[RestingOrder], str], None]] = []
+        # Called after each day roll, the closes now being the previous closes (equity).
+        self.roll_listeners: list[Callable[[], None]] = []
 
     @property
     def symbols(self) -> list[str]:

@@ -41,8 +41,10 @@ class Connection:
         *,
         market_data: bool = True,
         book_snapshot: Callable[[str, int | None], Frame] | None = None,
+        max_replies: int = MAX_PENDING_REPLIES,
     ) -> None:
         self.transport = transport
+        self.max_replies = max_replies  # more waiting than this: the client is not reading
         self.market_data = market_data  # False on /ws/orderbook/<symbol>/: books only
         self.symbols: set[str] = set()
         self.order_book = not market_data
@@ -74,7 +76,7 @@ class Connection:
         """Confirmations, pongs and errors: never conflated or dropped."""
         if self.closing:
             return
-        if len(self._replies) >= MAX_PENDING_REPLIES:
+        if len(self._replies) >= self.max_replies:
             self.close(CLOSE_POLICY, "too many requests waiting for replies")
             return
         self._replies.append(frame)

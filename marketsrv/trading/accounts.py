@@ -122,6 +122,8 @@ class Accounts:
         # Moves on every revocation: a token read from the database before a revocation
         # committed is not put back in the cache by a request that was already under way.
         self._revocations = 0
+        # Called with a token's digest once its revocation is durable (a logout).
+        self.revocation_listeners: list[Callable[[bytes], None]] = []
         self._dummy: str | None = None
         self._dummy_lock = trio.Lock()
 
@@ -211,6 +213,8 @@ class Accounts:
             # A request that read the token while the revocation was queued may have cached it.
             self._tokens.pop(digest, None)
             self._revocations += 1
+        for listener in self.revocation_listeners:  # the private streams opened with it close
+            listener(digest)
 
     async def is_admin(self, user_id: int) -> bool:
         """The admin role as the database says now: a role given or taken from the shell

@@ -23,11 +23,12 @@ from marketsrv.errors import BadRequest, Conflict, NotFound, Unavailable
 from marketsrv.market import Market
 from marketsrv.market.days import keep_time
 from marketsrv.market.state import MarketRefused
-from marketsrv.trading import intake, settlement
+from marketsrv.trading import activity, intake, settlement
 from marketsrv.trading.requests import OrderRequest
-from marketsrv.trading.settlement import OPEN, NewOrder, owner_of
+from marketsrv.trading.settlement import NewOrder, owner_of
 from marketsrv.trading.store import Store
-from marketsrv.trading.views import order_view
+from marketsrv.trading.views import OPEN, order_row, order_view
+from marketsrv.trading.wallet import get_wallet
 from storage import StorageClosed
 
 log = logging.getLogger("marketsrv.trading")
@@ -43,7 +44,8 @@ class Orders:
         market.listeners.append(self._on_result)
         market.expiry_listeners.append(self._on_expired)
         self._settling = 0  # submits made by this service settle themselves
-        self._in_flight: set[int] = set()  # accepted orders whose settlement is not yet durable
+        # Accepted orders whose settlement is not yet durable, and their users.
+        self._in_flight: dict[int, int] = {}
         # Users with an acceptance under way: its order is in the database (a reader can see it
         # and a cancel can name it) before this task learns its id and marks it in flight.
         # Per user, the tickets (a running count) of the acceptances under way.
@@ -83,7 +85,7 @@ class Orders:
         try:
             row, created = await self.store.write(lambda conn: settlement.accept(conn, order))
             if created:  # in flight before the acceptance is let go: no await in between
-                self._in_flight.add(row["id"])
+                self._in_flight[row["id"]] = uid
         finally:
             self._accepting[uid].discard(ticket)
             if not self._accepting[uid]:
@@ -131,7 +133,7 @@ class Orders:
                 self._suspend(exc)
                 raise Unavailable("settlement_failed", self.suspended or "") from exc
         finally:
-            self._in_flight.discard(order_id)
+            self._in_flight.pop(order_id, None)
             self._settled.unpark_all()
 
     def _suspend(self, exc: BaseException) -> None:
@@ -142,7 +144,7 @@ class Orders:
         )
 
     async def cancel(self, user_id: int, order_id: int) -> dict[str, Any]:
-        row = await self.store.read(lambda conn: settlement.order_row(conn, order_id))
+        row = await self.store.read(lambda conn: order_row(conn, order_id))
         if row["user_id"] != user_id:
             raise NotFound("order_not_found", "no such order")
         if row["status"] not in OPEN:
@@ -170,7 +172,7 @@ class Orders:
         now = self.market.clock()
 
         def work(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
-            still_open = settlement.order_row(conn, order_id)["status"] in OPEN
+            still_open = order_row(conn, order_id)["status"] in OPEN
             if still_open:
                 settlement.close_order(conn, order_id, "cancelled", "cancelled by the user", now)
             return still_open, order_view(conn, order_id)
@@ -181,6 +183,27 @@ class Orders:
                 "order_not_open", f"the order is {order['status']} and cannot be cancelled"
             )
         return order
+
+    async def reset_account(self, user_id: int, cash_cents: int) -> dict[str, Any]:
+        """Take the user's open orders out of the books, then clear the account in one write
+        (activity.reset); the new wallet. Not while an order of theirs is being placed."""
+        # No await from the check to the queued write: an order placed after it is written
+        # after the reset, and none is half way between the database and the book.
+        if self._accepting.get(user_id) or user_id in self._in_flight.values():
+            raise Conflict("order_in_flight", "an order of yours is being placed; try again")
+        owner = owner_of(user_id)
+        for symbol, book in self.market.books.items():
+            for order in [o for o in book.orders() if o.owner == owner]:
+                self.market.cancel(symbol, order.order_id)
+        now = self.market.clock()
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            activity.reset(conn, user_id, cash_cents, now)
+            return get_wallet(conn, user_id).figures()
+
+        with trio.CancelScope(shield=True):  # the books changed: the database must follow
+            result: dict[str, Any] = await self.store.write(work)
+        return result
 
     def _on_result(self, symbol: str, result: OrderResult) -> None:
         """Market listener: settle user orders that other flow traded against (simulated takers,
@@ -204,7 +227,7 @@ class Orders:
 
         def work(conn: sqlite3.Connection) -> None:
             for order_id in ids:
-                if settlement.order_row(conn, order_id)["status"] in OPEN:
+                if order_row(conn, order_id)["status"] in OPEN:
                     settlement.close_order(conn, order_id, "cancelled", note, now)
 
         self._record(work)

@@ -1,5 +1,10 @@
 """The outbox: a row for every change a user should hear of, written in the change's own
-transaction with a unique key, for a relay to publish (the private user stream)."""
+transaction with a unique key, for the private stream's relay to deliver (marketsrv/private).
+
+Each row is one event of the user's stream: `topic` is its type (`order.filled`, `fill`,
+`wallet`, ...) and `user_seq` its number in that user's sequence, one more than the user's last
+(the writer is serial, so the numbers have no gaps: a client that resumes after N gets N+1...).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,17 @@ import orjson
 
 
 def outbox(
-    conn: sqlite3.Connection, key: str, topic: str, user_id: int, payload: Any, now: int
-) -> None:
-    """A row for the relay to publish, written in the caller's transaction; `key` is unique."""
+    conn: sqlite3.Connection, key: str | None, topic: str, user_id: int, payload: Any, now: int
+) -> int:
+    """A row for the relay to publish, written in the caller's transaction; its user_seq.
+    `key` is unique (None: the topic, the user and the number)."""
+    seq: int = conn.execute(
+        "SELECT coalesce(max(user_seq), 0) + 1 FROM outbox WHERE user_id = ?", (user_id,)
+    ).fetchone()[0]
     conn.execute(
-        "INSERT INTO outbox (key, topic, user_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-        (key, topic, user_id, orjson.dumps(payload).decode(), now),
-    )
+        "INSERT INTO outbox (key, topic, user_id, payload, created_at, user_seq)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (key or f"{topic}:{user_id}:{seq}", topic, user_id, orjson.dumps(payload).decode(), now,
+         seq),
+    )  # fmt: skip
+    return seq

@@ -1,117 +1,178 @@
-"""Holdings valued at live prices, the portfolio summary and the trading metrics.
+"""Holdings valued at live prices, and the portfolio summary, with written definitions.
 
-Read-only SQL plus the market's current prices; every figure in cents until rendered.
+The database rows are read in a reader thread (`read_positions`); they are valued with the
+market's prices on the trio thread (`value`), which owns the market. Every figure is integer
+cents until rendered; sums are of cents, never of rendered floats.
+
+Definitions (docs/protocol.md repeats them, and so do the OpenAPI descriptions):
+- A holding is marked at the symbol's last trade (before the day's first trade, the previous
+  close). On a thin book the last trade can be old or far from the quotes; the bid/ask of the
+  stock say what selling or buying now would fetch.
+- Cost is average cost: `cost_basis` is exact (what the shares still held cost); `avg_price` is
+  cost_basis / quantity rounded to 4 decimals, so use `cost_basis` for sums.
+- Unrealized P&L = market value - cost basis. Realized P&L is per closing (sell) fill: proceeds -
+  the average cost of the shares sold.
+- Day P&L (as brokers compute it), over the current trading day: for shares held since before the
+  day began (sells today take from those first), (price - previous close) x quantity; for shares
+  bought today and still held, (price - today's average buy price) x quantity; plus the P&L
+  realized today. Deposits and withdrawals never count as P&L.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from marketsrv.market import Market
-from marketsrv.units import DAY_MS, kes
+from marketsrv.units import kes
 
 
-def holdings(conn: sqlite3.Connection, market: Market, user_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT symbol, quantity, held_quantity, cost_cents, realized_pnl_cents FROM holdings"
-        " WHERE user_id = ? AND quantity > 0 ORDER BY symbol",
-        (user_id,),
-    ).fetchall()
-    out = []
-    for symbol, quantity, held, cost, realized in rows:
-        inst = market.instruments.get(symbol)
-        current_cents = market.stats[symbol].current if inst else cost // quantity
-        value = current_cents * quantity
-        unrealized = value - cost
-        out.append({
-            "symbol": symbol,
-            "name": inst.name if inst else symbol,
-            "quantity": quantity,
-            "available_quantity": quantity - held,
-            "avg_price": round(cost / quantity / 100, 2),
-            "current_price": kes(current_cents),
-            "market_value": kes(value),
-            "cost_basis": kes(cost),
-            "unrealized_pnl": kes(unrealized),
-            "pnl_percent": round(unrealized * 100 / cost, 2) if cost else 0.0,
-            "realized_pnl": kes(realized),
-        })  # fmt: skip
-    return out
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """One symbol of a user's, as the database has it."""
+
+    symbol: str
+    quantity: int
+    held: int
+    cost: int  # cents, what the shares held cost
+    realized: int  # cents, all time
+    bought_today: int  # shares
+    bought_today_cost: int  # cents
+    sold_today: int  # shares
+    realized_today: int  # cents
 
 
-def summary(conn: sqlite3.Connection, market: Market, user_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Position:
+    row: PositionRow
+    name: str
+    price: int  # the mark, cents
+    previous_close: int
+
+    @property
+    def value(self) -> int:
+        return self.price * self.row.quantity
+
+    @property
+    def unrealized(self) -> int:
+        return self.value - self.row.cost
+
+    @property
+    def day_pnl(self) -> int:
+        r = self.row
+        # Shares at the day's start = quantity - bought + sold; today's sells took from those.
+        held_since_before = max(0, r.quantity - r.bought_today)
+        bought_held = r.quantity - held_since_before
+        pnl = held_since_before * (self.price - self.previous_close) + r.realized_today
+        if bought_held and r.bought_today:
+            # (price - avg buy today) x shares, as one exact division rounded half up.
+            num = bought_held * (self.price * r.bought_today - r.bought_today_cost)
+            pnl += _div_round(num, r.bought_today)
+        return pnl
+
+
+def _div_round(num: int, den: int) -> int:
+    """num / den rounded half away from zero, in integers."""
+    q, rem = divmod(abs(num), den)
+    q += 2 * rem >= den
+    return q if num >= 0 else -q
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    balance: int  # cents
+    held: int
+    realized: int  # all time, every symbol ever held
+    rows: list[PositionRow]  # symbols held now or traded today
+
+
+def read_positions(conn: sqlite3.Connection, user_id: int, day_start_ms: int) -> Account:
     balance, held = conn.execute(
         "SELECT balance_cents, held_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()
-    items = holdings(conn, market, user_id)
-    value_cents = sum(round(h["market_value"] * 100) for h in items)
-    unrealized_cents = sum(round(h["unrealized_pnl"] * 100) for h in items)
-    since = market.clock() - DAY_MS
-    today_realized = conn.execute(
-        "SELECT coalesce(sum(realized_pnl_cents), 0) FROM fills WHERE user_id = ? AND created_at >= ?",
-        (user_id, since),
-    ).fetchone()[0]
+    realized_all = 0
+    today: dict[str, tuple[int, int, int, int]] = {}
+    for symbol, bought, bought_cost, sold, realized in conn.execute(
+        "SELECT symbol,"
+        " coalesce(sum(quantity) FILTER (WHERE side = 'buy'), 0),"
+        " coalesce(sum(price_cents * quantity) FILTER (WHERE side = 'buy'), 0),"
+        " coalesce(sum(quantity) FILTER (WHERE side = 'sell'), 0),"
+        " coalesce(sum(realized_pnl_cents), 0)"
+        " FROM fills WHERE user_id = ? AND created_at >= ? GROUP BY symbol",
+        (user_id, day_start_ms),
+    ):
+        today[symbol] = (bought, bought_cost, sold, realized)
+    rows = []
+    for symbol, quantity, held_q, cost, realized in conn.execute(
+        "SELECT symbol, quantity, held_quantity, cost_cents, realized_pnl_cents FROM holdings"
+        " WHERE user_id = ? ORDER BY symbol",
+        (user_id,),
+    ):
+        realized_all += realized
+        t = today.get(symbol)
+        if quantity > 0 or t is not None:
+            rows.append(PositionRow(symbol, quantity, held_q, cost, realized, *(t or (0, 0, 0, 0))))
+    return Account(balance, held, realized_all, rows)
+
+
+def value(rows: list[PositionRow], market: Market) -> list[Position]:
+    """Mark each row at the market's last price (trio thread)."""
+    out = []
+    for row in rows:
+        inst = market.instruments.get(row.symbol)
+        if inst is None:  # delisted from this server's universe: marked at cost
+            price = row.cost // row.quantity if row.quantity else 0
+            out.append(Position(row, row.symbol, price, price))
+            continue
+        stats = market.stats[row.symbol]
+        out.append(Position(row, inst.name, stats.current, stats.previous_close))
+    return out
+
+
+def holding_json(p: Position) -> dict[str, Any]:
+    r = p.row
+    return {
+        "symbol": r.symbol,
+        "name": p.name,
+        "quantity": r.quantity,
+        "available_quantity": r.quantity - r.held,
+        "avg_price": round(r.cost / r.quantity / 100, 4) if r.quantity else 0.0,
+        "current_price": kes(p.price),
+        "previous_close": kes(p.previous_close),
+        "market_value": kes(p.value),
+        "cost_basis": kes(r.cost),
+        "unrealized_pnl": kes(p.unrealized),
+        "pnl_percent": round(p.unrealized * 100 / r.cost, 2) if r.cost else 0.0,
+        "day_pnl": kes(p.day_pnl),
+        "realized_pnl": kes(r.realized),
+    }
+
+
+def holdings(positions: list[Position]) -> list[dict[str, Any]]:
+    return [holding_json(p) for p in positions if p.row.quantity > 0]
+
+
+def summary(account: Account, positions: list[Position]) -> dict[str, Any]:
+    balance, held = account.balance, account.held
+    open_ = [p for p in positions if p.row.quantity > 0]
+    value_cents = sum(p.value for p in open_)
     return {
         "wallet": {"balance": kes(balance), "available": kes(balance - held), "held": kes(held)},
-        "holdings": items,
+        "holdings": [holding_json(p) for p in open_],
+        "closed_today": [
+            {"symbol": p.row.symbol, "name": p.name, "realized_pnl": kes(p.row.realized_today)}
+            for p in positions
+            if p.row.quantity == 0
+        ],
         "summary": {
             "total_cash": kes(balance),
             "total_holdings_value": kes(value_cents),
             "total_portfolio_value": kes(balance + value_cents),
-            "total_unrealized_pnl": kes(unrealized_cents),
-            "today_pnl": kes(today_realized),
-            "holdings_count": len(items),
+            "total_unrealized_pnl": kes(sum(p.unrealized for p in open_)),
+            "total_realized_pnl": kes(account.realized),
+            "today_realized_pnl": kes(sum(p.row.realized_today for p in positions)),
+            "today_pnl": kes(sum(p.day_pnl for p in positions)),
+            "holdings_count": len(open_),
         },
-    }
-
-
-def _period(conn: sqlite3.Connection, user_id: int, since: int) -> dict[str, Any]:
-    pnl, trades = conn.execute(
-        "SELECT coalesce(sum(realized_pnl_cents), 0), count(*) FROM fills"
-        " WHERE user_id = ? AND created_at >= ?",
-        (user_id, since),
-    ).fetchone()
-    return {"pnl": kes(pnl), "trades": trades}
-
-
-def metrics(
-    conn: sqlite3.Connection, user_id: int, recent: list[dict[str, Any]], now: int
-) -> dict[str, Any]:
-    balance = conn.execute(
-        "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
-    ).fetchone()[0]
-    realized, active = conn.execute(
-        "SELECT coalesce(sum(realized_pnl_cents), 0), count(*) FILTER (WHERE quantity > 0)"
-        " FROM holdings WHERE user_id = ?",
-        (user_id,),
-    ).fetchone()
-    total, wins, losses = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE realized_pnl_cents > 0),"
-        " count(*) FILTER (WHERE realized_pnl_cents < 0) FROM fills"
-        " WHERE user_id = ? AND side = 'sell'",
-        (user_id,),
-    ).fetchone()
-    all_fills = conn.execute("SELECT count(*) FROM fills WHERE user_id = ?", (user_id,)).fetchone()[
-        0
-    ]
-    return {
-        "account_summary": {
-            "cash_balance": kes(balance),
-            "total_realized_pnl": kes(realized),
-            "active_holdings": active,
-        },
-        "trading_statistics": {
-            "total_trades": all_fills,
-            "closing_trades": total,
-            "winning_trades": wins,
-            "losing_trades": losses,
-            "win_rate": round(wins * 100 / total, 1) if total else 0.0,
-        },
-        "performance": {
-            "today": _period(conn, user_id, now - DAY_MS),
-            "week": _period(conn, user_id, now - 7 * DAY_MS),
-            "month": _period(conn, user_id, now - 30 * DAY_MS),
-        },
-        "recent_orders": recent,
     }

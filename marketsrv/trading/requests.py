@@ -182,3 +182,13 @@ class Amount(BaseModel):
     amount: Annotated[str, _money_text("amount"), _MONEY_SCHEMA] = Field(
         description="KES, positive, at most 2 decimals"
     )
+
+
+class ResetRequest(BaseModel):
+    """`POST /api/trading/account/reset/`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cash: Annotated[str, _money_text("cash"), _MONEY_SCHEMA] = Field(
+        description="KES the account starts again with: 0 or more, at most 2 decimals"
+    )

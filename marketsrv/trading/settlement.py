@@ -18,12 +18,13 @@ import sqlite3
 from dataclasses import dataclass
 
 from marketsrv.engine import OrderResult
-from marketsrv.errors import BadRequest, Conflict, NotFound
+from marketsrv.errors import BadRequest, Conflict
 from marketsrv.market import Instrument
+from marketsrv.trading import events
 from marketsrv.trading.outbox import outbox
+from marketsrv.trading.views import OPEN, order_row
 from marketsrv.trading.wallet import get_wallet, post_ledger
-
-OPEN = ("pending", "partially_filled")
+from marketsrv.units import iso_ms, kes
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +56,6 @@ class Fill:
     quantity: int
     trade_id: int
     created_ms: int  # the trade's time
-
-
-def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM orders WHERE id = ?", (order_id,)
-    ).fetchone()
-    if row is None:
-        raise NotFound("order_not_found", "no such order")
-    return row
 
 
 def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
@@ -111,16 +103,12 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
          o.note, now, now),
     )  # fmt: skip
     order_id = int(cur.lastrowid or 0)
-    row = order_row(conn, order_id)
-    outbox(
-        conn,
-        f"order:{order_id}:accepted",
-        "order",
-        o.user_id,
-        {"id": order_id, "status": "pending"},
-        now,
-    )
-    return row, True
+    events.order_changed(conn, order_id, now, key=f"order:{order_id}:accepted")
+    if o.side == "buy":  # the hold
+        events.wallet_changed(conn, o.user_id, now)
+    else:
+        events.holding_changed(conn, o.user_id, o.symbol, now)
+    return order_row(conn, order_id), True
 
 
 def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
@@ -179,8 +167,9 @@ def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
         (filled, notional, status, now, f.order_id),
     )
     outbox(conn, f"fill:{fill_id}", "fill", f.user_id, {
-        "order_id": f.order_id, "symbol": f.symbol, "side": f.side, "quantity": f.quantity,
-        "price_cents": f.price_cents, "realized_pnl_cents": pnl,
+        "id": fill_id, "order_id": f.order_id, "symbol": f.symbol, "side": f.side,
+        "price": kes(f.price_cents), "quantity": f.quantity, "realized_pnl": kes(pnl),
+        "trade_id": f.trade_id, "created_at": iso_ms(now),
     }, now)  # fmt: skip
     return pnl
 
@@ -207,8 +196,11 @@ def close_order(
         " WHERE id = ?",
         (status, note, now, order_id),
     )
-    outbox(conn, f"order:{order_id}:{status}", "order", order["user_id"],
-           {"id": order_id, "status": status}, now)  # fmt: skip
+    events.order_changed(conn, order_id, now, key=f"order:{order_id}:{status}")
+    if order["held_cents"]:  # the hold released
+        events.wallet_changed(conn, order["user_id"], now)
+    if order["held_shares"]:
+        events.holding_changed(conn, order["user_id"], order["symbol"], now)
     return order_row(conn, order_id)
 
 
@@ -252,6 +244,8 @@ def settle(
     simulated taker, whose fills against users' resting orders are recorded alone, or the
     opening auction, where both sides rested and the buy side is recorded as the taker)."""
     symbol = inst.symbol
+    filled: set[int] = set()  # orders that filled: each ends with an order event
+    users: set[int] = set()  # users whose cash and holding changed: each ends with both
     for trade in result.trades:
         price = trade.price  # cents, like every price in the books
         maker_user = user_of(trade.maker_owner)
@@ -260,6 +254,8 @@ def settle(
                                   trade.aggressor.opposite.value, price, trade.quantity,
                                   trade.trade_id, trade.timestamp_ms))  # fmt: skip
             release_unused(conn, -trade.maker_order_id)
+            filled.add(-trade.maker_order_id)
+            users.add(maker_user)
         taker_user = user_of(trade.taker_owner)
         if taker_user is not None:
             order_id = taker_id if taker_id is not None else -trade.taker_order_id
@@ -268,14 +264,24 @@ def settle(
                                   trade.timestamp_ms))  # fmt: skip
             if taker_id is None:  # an auction's buy side, which rested like a maker
                 release_unused(conn, order_id)
+            filled.add(order_id)
+            users.add(taker_user)
     for resting_id, _ in result.self_trade_cancels:
         note = "cancelled: it would have traded with another order of yours (self-trade prevention)"
         close_order(conn, -resting_id, "cancelled", note, now)
-    if taker_id is None:
-        return
-    if not result.cancelled:
+    if taker_id is not None and result.cancelled:
+        _end_taker(conn, taker_id, result, now)  # its order event comes from close_order
+        filled.discard(taker_id)
+    elif taker_id is not None:
         release_unused(conn, taker_id)
-        return
+    for order_id in sorted(filled):
+        events.order_changed(conn, order_id, now)
+    for user_id in sorted(users):
+        events.account_changed(conn, user_id, symbol, now)
+
+
+def _end_taker(conn: sqlite3.Connection, taker_id: int, result: OrderResult, now: int) -> None:
+    """Close what of a user's incoming order neither filled nor rests."""
     row = order_row(conn, taker_id)
     if result.filled:
         status = "cancelled"

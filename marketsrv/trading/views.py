@@ -10,8 +10,18 @@ import sqlite3
 from typing import Any
 
 from marketsrv.errors import NotFound
-from marketsrv.trading.settlement import OPEN, order_row
 from marketsrv.units import iso_ms, iso_or_none
+
+OPEN = ("pending", "partially_filled")  # the statuses of an order that rests
+
+
+def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM orders WHERE id = ?", (order_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound("order_not_found", "no such order")
+    return row
 
 
 def order_view(

@@ -1,0 +1,206 @@
+"""The relay of users' events: from the outbox to each user's open sockets, in order, exactly once.
+
+Every change to a user's orders, fills, cash or holdings writes outbox rows in its own
+transaction (trading/events.py), each numbered in the user's sequence (`user_seq`, no gaps). The
+storage writer calls `on_commit` after each commit; the relay then reads the new rows (in a
+thread) and offers each to its user's sockets. A socket keeps its position, the last number it
+was sent: it takes only the next one, so a row never arrives twice nor out of order. A socket
+that starts, or resumes after N, holds the live rows while it reads its history from the database,
+then carries on from there. The relay keeps no state on disk: what a socket missed while closed
+is in the outbox, for `resume`, as long as `retention` keeps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from marketsrv.streams.connection import Connection
+from marketsrv.streams.frames import Frame
+from storage import Database
+
+log = logging.getLogger("marketsrv.private")
+
+READ_BATCH = 1000  # outbox rows the relay reads at once
+PRUNE_EVERY_S = 3600.0
+
+Row = tuple[int, int, int, str, str, int]  # id, user_id, user_seq, topic, payload, created_at
+
+
+def event_frame(topic: str, payload: str, seq: int, created_ms: int) -> Frame:
+    """`{"type", "data", "seq", "ts"}`: the payload is stored encoded, and sent as it is."""
+    frame = Frame(topic, payload.encode(), created_ms / 1000, seq)
+    frame.payload = b'{"type":"%s","data":%s,"seq":%d,"ts":%s}' % (
+        topic.encode(), frame.data, seq, repr(frame.ts).encode(),
+    )  # fmt: skip
+    return frame
+
+
+@dataclass(eq=False)
+class UserSocket:
+    """One authenticated socket of a user: its connection, its token, and its position."""
+
+    conn: Connection
+    user_id: int
+    token_digest: bytes
+    position: int | None = None  # the last seq sent; None while it reads its history
+    held: list[Row] = field(default_factory=list)  # live rows that came meanwhile
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    rows: list[Row]
+    latest: int  # the user's last seq now
+    oldest: int  # the first seq the outbox still keeps (latest + 1 when it keeps none)
+    max_id: int  # the last outbox row of anyone now
+
+
+class Relay:
+    def __init__(self, db: Database, retention_ms: int, max_resume: int, clock: Callable[[], int]):
+        self.db = db
+        self.retention_ms = retention_ms
+        self.max_resume = max_resume
+        self.clock = clock
+        self.sockets: dict[int, set[UserSocket]] = {}
+        self._cursor = 0  # the last outbox id read
+        self._stale = False  # rows were skipped while nobody listened: the cursor is behind
+        self._wake = trio.Event()
+        self.delivered = 0  # events queued to sockets, for the health page
+
+    # -- the task ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        token = trio.lowlevel.current_trio_token()
+
+        def poke() -> None:  # on the writer thread, after each commit
+            with contextlib.suppress(trio.RunFinishedError):  # the loop ended: nobody to tell
+                token.run_sync_soon(self._wake.set)
+
+        self._cursor = await trio.to_thread.run_sync(self.db.read, _max_id)
+        self.db.on_commit = poke
+        next_prune = trio.current_time()
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                if not self.sockets:
+                    self._stale = True  # nobody listens; a socket that comes reads its history
+                    continue
+                rows = await trio.to_thread.run_sync(self.db.read, self._read_new)
+                for row in rows:
+                    self._cursor = row[0]
+                    for socket in list(self.sockets.get(row[1], ())):
+                        self.offer(socket, row)
+                if len(rows) == READ_BATCH:
+                    self._wake.set()  # more waiting
+                if trio.current_time() >= next_prune:
+                    next_prune = trio.current_time() + PRUNE_EVERY_S
+                    self._prune()
+        finally:
+            self.db.on_commit = None
+
+    def _read_new(self, conn: sqlite3.Connection) -> list[Row]:
+        return conn.execute(
+            "SELECT id, user_id, user_seq, topic, payload, created_at FROM outbox"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (self._cursor, READ_BATCH),
+        ).fetchall()
+
+    def _prune(self) -> None:
+        before = self.clock() - self.retention_ms
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM outbox WHERE created_at < ?", (before,))
+
+        def done(_: object, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("the outbox prune failed: %s", error)
+
+        try:
+            self.db.submit(work, done)
+        except Exception:  # closed at shutdown: next time
+            log.debug("the outbox prune was skipped", exc_info=True)
+
+    # -- sockets -------------------------------------------------------------------------------
+
+    def offer(self, socket: UserSocket, row: Row) -> None:
+        """A live row for this socket: sent if it is the next one, kept while it catches up."""
+        if socket.position is None:
+            socket.held.append(row)
+        elif row[2] == socket.position + 1:
+            self._send(socket, row)
+        # A number at or below the position was sent already (from the history).
+
+    def _send(self, socket: UserSocket, row: Row) -> None:
+        socket.conn.reply(event_frame(row[3], row[4], row[2], row[5]))
+        socket.position = row[2]
+        self.delivered += 1
+
+    async def start(self, socket: UserSocket, after: int | None) -> History:
+        """Register `socket` and send what it missed: everything after `after` (None: nothing,
+        it starts from now). Live rows wait meanwhile; then the socket is live."""
+        socket.position = None
+        self.sockets.setdefault(socket.user_id, set()).add(socket)
+        history = await trio.to_thread.run_sync(
+            self.db.read, lambda conn: _history(conn, socket.user_id, after, self.max_resume)
+        )
+        if self._stale:  # rows skipped while nobody listened are in this socket's history
+            self._stale = False
+            self._cursor = max(self._cursor, history.max_id)
+        return history
+
+    def go_live(self, socket: UserSocket, history: History, after: int | None) -> None:
+        """Send the history (if it is whole) and the held rows in order; the socket is live."""
+        if after is None:
+            socket.position = history.latest
+        else:
+            socket.position = after
+            for row in history.rows:
+                self._send(socket, row)
+        held, socket.held = socket.held, []
+        for row in sorted(held, key=lambda r: r[2]):
+            self.offer(socket, row)
+
+    def stop(self, socket: UserSocket) -> None:
+        sockets = self.sockets.get(socket.user_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self.sockets[socket.user_id]
+
+    def revoked(self, digest: bytes) -> list[UserSocket]:
+        """The sockets opened with a token that was just revoked."""
+        return [s for group in self.sockets.values() for s in group if s.token_digest == digest]
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "users": len(self.sockets),
+            "sockets": sum(len(s) for s in self.sockets.values()),
+            "delivered": self.delivered,
+        }
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+
+
+def _history(conn: sqlite3.Connection, user_id: int, after: int | None, limit: int) -> History:
+    latest, oldest = conn.execute(
+        "SELECT coalesce(max(user_seq), 0), min(user_seq) FROM outbox WHERE user_id = ?",
+        (user_id,),
+    ).fetchone()
+    rows: list[Row] = []
+    if after is not None and after < latest:
+        rows = conn.execute(
+            "SELECT id, user_id, user_seq, topic, payload, created_at FROM outbox"
+            " WHERE user_id = ? AND user_seq > ? ORDER BY user_seq LIMIT ?",
+            (user_id, after, limit + 1),
+        ).fetchall()
+    return History(rows, latest, oldest if oldest is not None else latest + 1, _max_id(conn))
