@@ -58,7 +58,6 @@ class History:
     rows: list[Row]
     latest: int  # the user's last seq now
     oldest: int  # the first seq the outbox still keeps (latest + 1 when it keeps none)
-    max_id: int  # the last outbox row of anyone now
 
 
 class Relay:
@@ -69,7 +68,6 @@ class Relay:
         self.clock = clock
         self.sockets: dict[int, set[UserSocket]] = {}
         self._cursor = 0  # the last outbox id read
-        self._stale = False  # rows were skipped while nobody listened: the cursor is behind
         self._wake = trio.Event()
         self.delivered = 0  # events queued to sockets, for the health page
 
@@ -91,7 +89,8 @@ class Relay:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 if not self.sockets:
-                    self._stale = True  # nobody listens; a socket that comes reads its history
+                    # Nobody listens: the rows wait. A socket that comes reads its history, and
+                    # the rows read then (its own included) go to whoever is open, once each.
                     continue
                 rows = await trio.to_thread.run_sync(self.db.read, self._read_new)
                 for row in rows:
@@ -151,9 +150,10 @@ class Relay:
         history = await trio.to_thread.run_sync(
             self.db.read, lambda conn: _history(conn, socket.user_id, after, self.max_resume)
         )
-        if self._stale:  # rows skipped while nobody listened are in this socket's history
-            self._stale = False
-            self._cursor = max(self._cursor, history.max_id)
+        # Rows committed while nobody listened are read now (the relay's cursor stayed behind,
+        # so no other socket starting meanwhile can miss one); this socket drops those its
+        # history already had.
+        self._wake.set()
         return history
 
     def go_live(self, socket: UserSocket, history: History, after: int | None) -> None:
@@ -203,4 +203,4 @@ def _history(conn: sqlite3.Connection, user_id: int, after: int | None, limit: i
             " WHERE user_id = ? AND user_seq > ? ORDER BY user_seq LIMIT ?",
             (user_id, after, limit + 1),
         ).fetchall()
-    return History(rows, latest, oldest if oldest is not None else latest + 1, _max_id(conn))
+    return History(rows, latest, oldest if oldest is not None else latest + 1)
