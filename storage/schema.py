@@ -166,13 +166,19 @@ MIGRATIONS: list[str] = [
     -- A restart numbers new trades after the last one any user's fill recorded.
     CREATE INDEX fills_symbol_trade ON fills(symbol, trade_id);
     """,
-    # 3: each user's events numbered without gaps, for the private stream's resume.
+    # 3: each user's events numbered without gaps, for the private stream's resume: the number
+    # lives on the user (the outbox's rows are pruned; the numbering must not start again).
     """
     ALTER TABLE outbox ADD COLUMN user_seq INTEGER;
-    UPDATE outbox SET user_seq = (
-        SELECT COUNT(*) FROM outbox AS o WHERE o.user_id = outbox.user_id AND o.id <= outbox.id
-    );
+    UPDATE outbox SET user_seq = r.n FROM (
+        SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY id) AS n FROM outbox
+    ) AS r WHERE r.id = outbox.id;
     CREATE UNIQUE INDEX outbox_user_seq ON outbox(user_id, user_seq);
+    CREATE INDEX outbox_created ON outbox(created_at);
+    ALTER TABLE users ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE users SET event_seq = coalesce(
+        (SELECT max(user_seq) FROM outbox WHERE outbox.user_id = users.id), 0
+    );
     """,
     # 4: the account's value over time: equity at each day's close and intraday, with the net
     # cash flow (deposits - withdrawals) since the previous row, so returns can leave it out.
@@ -184,9 +190,13 @@ MIGRATIONS: list[str] = [
         equity_cents INTEGER NOT NULL,
         cash_cents INTEGER NOT NULL,
         flow_cents INTEGER NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('intraday', 'close'))
+        kind TEXT NOT NULL CHECK (kind IN ('intraday', 'close', 'flow'))
     );
     CREATE INDEX equity_user_at ON equity_history(user_id, at);
+    -- A reset account's orders, fills and ledger rows move to this user, so their ids are
+    -- never given again (SQLite reuses the highest rowid once it is deleted).
+    INSERT INTO users (id, username, password_hash, created_at)
+        VALUES (0, '~reset-archive', '!', 0);
     -- A paper account set back to a chosen cash amount by its owner (its history is cleared).
     CREATE TABLE account_resets (
         id INTEGER PRIMARY KEY,

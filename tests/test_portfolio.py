@@ -116,11 +116,19 @@ async def test_every_figure_is_what_the_fills_and_prices_say(env: Env) -> None:
     for key in ("today_pnl", "total_unrealized_pnl", "total_realized_pnl", "today_realized_pnl"):
         assert after["summary"][key] == summary["summary"][key], key
     history = await env.call("GET", "/api/trading/portfolio/history/?period=1D", token)
-    assert history["equity"] == [(cash + value) / 100, (cash + value + 5000_00) / 100]
-    assert history["cash_flow"] == [0.0, 5000.0]
-    assert history["profit_loss"] == [0.0, 0.0] and history["profit_loss_pct"] == [0.0, 0.0]
+    # Around the first deposit (nothing, then the money), the snapshot, around the second
+    # deposit, and now (at the same ms: the clock has not moved).
+    before, after = (cash + value) / 100, (cash + value + 5000_00) / 100
+    assert history["equity"] == [0.0, 100_000.0, before, before, after, after], history
+    assert history["cash_flow"] == [0.0, 100_000.0, 0.0, 0.0, 5000.0, 0.0]
+    pl = day / 100
+    assert history["profit_loss"] == [0.0, 0.0, pl, pl, pl, pl]  # the deposits are not profit
+    assert history["profit_loss_pct"][2] == pytest.approx(day / 100_000_00 * 100, abs=1e-4)
+    assert history["profit_loss_pct"][-1] == history["profit_loss_pct"][2]
     again = await env.call("GET", "/api/trading/portfolio/metrics/", token)
-    assert again["performance"]["today"]["return_percent"] == 0.0
+    # 200.00 earned on the 100,000 deposited: 0.2% today, before the second deposit and after.
+    assert metrics["performance"]["today"]["return_percent"] == pytest.approx(0.2)
+    assert again["performance"]["today"]["return_percent"] == pytest.approx(0.2)
     assert again["trading_statistics"]["max_drawdown_percent"] == 0.0
 
 
@@ -165,7 +173,12 @@ async def test_the_activity_lists_everything_newest_first_and_a_reset_starts_aga
 
     open_order = await order(env, token, "SCOM", "buy", 10, "26.50")
     reset = await env.call("POST", "/api/trading/account/reset/", token, {"cash": 20000}, 200)
-    assert reset["wallet"] == {"balance": 20000.0, "available": 20000.0, "held": 0.0}
+    assert reset["wallet"] == {
+        "balance": 20000.0,
+        "available": 20000.0,
+        "held": 0.0,
+        "currency": "KES",
+    }
     assert not [o for o in env.market.books["SCOM"].orders() if o.order_id == -open_order["id"]]
     assert await env.call("GET", "/api/trading/holdings/", token) == []
     assert await env.call("GET", "/api/trading/orders/", token) == []
@@ -173,3 +186,39 @@ async def test_the_activity_lists_everything_newest_first_and_a_reset_starts_aga
     assert [a["type"] for a in page["results"]] == ["reset", "deposit"]  # its cash, same ms
     refused = await env.call("POST", "/api/trading/account/reset/", token, {"cash": -1}, 400)
     assert refused["code"] == "invalid_cash"
+
+
+async def test_a_reset_never_gives_an_order_or_fill_id_again(env: Env) -> None:
+    """Ids of a reset account's orders and fills stay taken: another user's next order and fill
+    must not collide with them (in the outbox, or in a client's memory)."""
+    amy = await env.user("amy", cash=50_000)
+    ben = await env.user("ben", cash=50_000)
+    maker(env, "SCOM", Side.SELL, 100, 2800)
+    done = await order(env, amy, "SCOM", "buy", 100, "28.00")  # amy holds the highest ids
+    await env.call("POST", "/api/trading/account/reset/", amy, {"cash": 1000}, 200)
+    resting = await order(env, ben, "SCOM", "buy", 10, "27.00")
+    assert resting["id"] > done["id"]
+    env.market.submit("SCOM", Side.SELL, 10, 2700, owner="mm")  # fills ben's resting order
+    await env.settle()
+    assert env.trading.orders.suspended is None
+    filled = await env.call("GET", f"/api/trading/orders/{resting['id']}/", ben)
+    assert filled["status"] == "executed" and filled["fills"][0]["id"] > done["fills"][0]["id"]
+
+
+async def test_selling_shares_held_from_before_today_counts_from_the_previous_close(
+    env: Env,
+) -> None:
+    token = await env.user("wes", cash=100_000)
+    maker(env, "EQTY", Side.SELL, 100, 5600)
+    await order(env, token, "EQTY", "buy", 100, "56.00")
+    maker(env, "EQTY", Side.SELL, 10, 6200)
+    env.market.submit("EQTY", Side.BUY, 10, 6200, owner="other")  # the day closes at 62.00
+    env.clock.now = at("2026-12-02 00:00:01")  # type: ignore[attr-defined]
+    keep_time(env.market)
+    maker(env, "EQTY", Side.BUY, 40, 6200)
+    await order(env, token, "EQTY", "sell", 40, "62.00")  # no move since the close
+    (holding,) = await env.call("GET", "/api/trading/holdings/", token)
+    assert holding["day_pnl"] == 0.0  # the 6.00 a share was made yesterday
+    summary = await env.call("GET", "/api/trading/portfolio/summary/", token)
+    assert summary["summary"]["today_pnl"] == 0.0
+    assert summary["summary"]["today_realized_pnl"] == 40 * 6.0  # against average cost

@@ -193,3 +193,11 @@ async def test_a_fill_by_a_simulated_taker_is_pushed(start_server: ServerFactory
             assert order["status"] == "pending"  # at the best bid: simulated takers sell into it
             fill = await next_of(ws, "fill", limit_s=60)
             assert fill["data"]["order_id"] == order["id"]
+
+
+def test_the_access_log_never_shows_a_token() -> None:
+    from marketsrv.api.access_log import _redact
+
+    assert _redact("token=abc&after=3") == "token=[redacted]&after=3"
+    assert _redact("after=3&TOKEN=abc") == "after=3&TOKEN=[redacted]"
+    assert _redact("page=2") == "page=2"

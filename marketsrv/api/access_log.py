@@ -9,6 +9,7 @@ refused a WebSocket, or returned without answering (`-`).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,7 +42,9 @@ class AccessLog:
             method = scope.get("method", "GET")
             path = scope.get("raw_path") or scope["path"].encode()
             query = (
-                f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
+                f"?{_redact(scope['query_string'].decode('latin-1'))}"
+                if scope.get("query_string")
+                else ""
             )
             log.info(
                 '%s:%s "%s %s%s HTTP/%s" %s %s %.1fms "%s"',
@@ -70,3 +73,11 @@ class AccessLog:
             await self.app(scope, receive, logging_send)
         finally:
             line()
+
+
+_TOKEN = re.compile(r"(^|&)(token=)[^&]*", re.IGNORECASE)
+
+
+def _redact(query: str) -> str:
+    """A bearer token in the query (`/ws/user/?token=`) never reaches the log."""
+    return _TOKEN.sub(r"\1\2[redacted]", query)

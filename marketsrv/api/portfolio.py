@@ -73,16 +73,11 @@ async def portfolio_overview() -> dict[str, Any]:
     }
 
 
-async def equity_now(rt: Runtime, uid: int) -> tuple[int, int]:
-    account, marked = await positions(rt, uid)
-    return rt.market.clock(), account.balance + sum(p.value for p in marked)
-
-
 @blueprint.get("/portfolio/metrics/")
 @document_response(PortfolioMetrics)
 async def portfolio_metrics() -> dict[str, Any]:
     rt, uid = current_runtime(), user_id()
-    now = await equity_now(rt, uid)
+    now = (rt.market.clock(), equity.marks(rt.market))
     starts = metrics.period_starts(rt.market.calendar, rt.market.session.day)
 
     def work(c: sqlite3.Connection) -> dict[str, Any]:
@@ -100,7 +95,7 @@ async def portfolio_history() -> dict[str, Any]:
     ALL), with the profit/loss and time-weighted return since its first point."""
     rt, uid = current_runtime(), user_id()
     period = request.args.get("period", "1M").upper()
-    at, value = await equity_now(rt, uid)
+    at, prices = rt.market.clock(), equity.marks(rt.market)
     if period == "1D":
         since = rt.market.calendar.day_start_ms(rt.market.session.day)
     elif period == "ALL":
@@ -111,11 +106,7 @@ async def portfolio_history() -> dict[str, Any]:
         raise BadRequest("invalid_period", "period is one of 1D, 1W, 1M, 3M, 1Y, ALL")
 
     def work(c: sqlite3.Connection) -> equity.Series:
-        points = equity.history(c, uid, since)
-        last = points[-1][0] if points else -1
-        if at > last:
-            points.append((at, value, equity.flows(c, uid, last, at)))
-        return equity.series(points)
+        return equity.series(equity.now_point(c, uid, prices, at, equity.history(c, uid, since)))
 
     s = await rt.trading().store.read(work)
     return {
@@ -169,7 +160,9 @@ async def activities() -> dict[str, Any]:
 
 
 @blueprint.post("/account/reset/")
-@errors(s400=["invalid_cash"], s409=["order_in_flight"])
+@errors(
+    s400=["invalid_cash"], s409=["order_in_flight"], s503=["trading_suspended", "settlement_failed"]
+)
 @document_request(ResetRequest)
 @document_response(ResetOut)
 async def reset_account() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from marketsrv.api.trading_schemas import OrderOut
+from marketsrv.api.trading_schemas import OrderOut, WalletOut
 
 MARK = "marked at the symbol's last trade (the previous close before today's first)"
 
@@ -164,4 +164,4 @@ class ActivityPage(BaseModel):
 
 class ResetOut(BaseModel):
     detail: str
-    wallet: PortfolioWallet
+    wallet: WalletOut

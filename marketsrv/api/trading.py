@@ -21,7 +21,7 @@ from marketsrv.api.trading_schemas import (
 )
 from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
-from marketsrv.trading import views, wallet
+from marketsrv.trading import equity, views, wallet
 from marketsrv.trading.requests import Amount, OrderRequest, validate_body
 from marketsrv.units import whole_number
 
@@ -82,8 +82,12 @@ async def move_cash(
     """A deposit or a withdrawal of the body's `amount`, answered with the wallet after it."""
     cents = wallet.amount_cents(validate_body(Amount, await request.get_json()).amount)
     uid, rt = user_id(), current_runtime()
-    now = rt.market.clock()
-    found = await rt.trading().store.write(lambda c: move(c, uid, cents, now))
+    now, prices = rt.market.clock(), equity.marks(rt.market)
+
+    def work(c: sqlite3.Connection) -> wallet.Wallet:
+        return equity.around_flow(c, uid, prices, now, lambda: move(c, uid, cents, now))
+
+    found = await rt.trading().store.write(work)
     return found.as_json(current_runtime().market.currency)
 
 

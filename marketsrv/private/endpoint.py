@@ -108,13 +108,22 @@ class UserStreamRouter:
                 if not token:
                     await refuse(CLOSE_NO_TOKEN, "authentication required: ?token= or auth")
                     return
-                user = await self.trading.accounts.authenticate(token)
+                accounts = self.trading.accounts
+                revocations = accounts.revocations
+                user = await accounts.authenticate(token)
                 if user is None:
                     await refuse(CLOSE_BAD_TOKEN, "invalid, expired or revoked token")
                     return
-                digest = token_digest(token)
-                socket = UserSocket(conn, user.id, digest)
-                await self._start(socket, _seq(after), hello=user)
+                socket = UserSocket(conn, user.id, token_digest(token))
+                start = _seq(after)
+                if after is not None and start is None:
+                    conn.reply(error_frame(hub.now_s(), "invalid_after",
+                                           "after must be a whole number; starting from now"))  # fmt: skip
+                await self._start(socket, start, hello=user)
+                # A logout that committed while this socket signed in found no socket to close.
+                if accounts.revocations != revocations and not await accounts.authenticate(token):
+                    await refuse(CLOSE_BAD_TOKEN, "the token was revoked")
+                    return
                 limiter = RateLimiter(self.limits.max_messages_per_s,
                                       2 * self.limits.max_messages_per_s)  # fmt: skip
                 while True:

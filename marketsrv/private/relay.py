@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from marketsrv.streams.connection import Connection
-from marketsrv.streams.frames import Frame
+from marketsrv.streams.frames import Frame, frame
 from storage import Database
 
 log = logging.getLogger("marketsrv.private")
@@ -40,6 +40,13 @@ def event_frame(topic: str, payload: str, seq: int, created_ms: int) -> Frame:
         topic.encode(), frame.data, seq, repr(frame.ts).encode(),
     )  # fmt: skip
     return frame
+
+
+def gap_frame(after: int, seq: int, created_ms: int) -> Frame:
+    return frame("resync_required", {
+        "after": after, "oldest": after + 1, "seq": seq,
+        "message": "events were missed: read the state over REST, then follow from seq",
+    }, created_ms / 1000)  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -86,22 +93,31 @@ class Relay:
         task_status.started()
         try:
             while True:
-                await self._wake.wait()
+                with trio.move_on_at(next_prune):
+                    await self._wake.wait()
+                if trio.current_time() >= next_prune:  # whether anyone listens or not
+                    next_prune = trio.current_time() + PRUNE_EVERY_S
+                    self._prune()
+                if not self._wake.is_set():
+                    continue
                 self._wake = trio.Event()
                 if not self.sockets:
                     # Nobody listens: the rows wait. A socket that comes reads its history, and
                     # the rows read then (its own included) go to whoever is open, once each.
                     continue
-                rows = await trio.to_thread.run_sync(self.db.read, self._read_new)
+                try:
+                    rows = await trio.to_thread.run_sync(self.db.read, self._read_new)
+                except Exception:  # a read error must not end the server: try again soon
+                    log.exception("the relay could not read the outbox")
+                    await trio.sleep(1.0)
+                    self._wake.set()
+                    continue
                 for row in rows:
-                    self._cursor = row[0]
+                    self._cursor = max(self._cursor, row[0])
                     for socket in list(self.sockets.get(row[1], ())):
                         self.offer(socket, row)
                 if len(rows) == READ_BATCH:
                     self._wake.set()  # more waiting
-                if trio.current_time() >= next_prune:
-                    next_prune = trio.current_time() + PRUNE_EVERY_S
-                    self._prune()
         finally:
             self.db.on_commit = None
 
@@ -116,7 +132,12 @@ class Relay:
         before = self.clock() - self.retention_ms
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM outbox WHERE created_at < ?", (before,))
+            # In bounded chunks (by the created_at index): the writer serves orders too.
+            conn.execute(
+                "DELETE FROM outbox WHERE id IN"
+                " (SELECT id FROM outbox WHERE created_at < ? LIMIT 20000)",
+                (before,),
+            )
 
         def done(_: object, error: BaseException | None) -> None:
             if error is not None:
@@ -134,6 +155,12 @@ class Relay:
         if socket.position is None:
             socket.held.append(row)
         elif row[2] == socket.position + 1:
+            self._send(socket, row)
+        elif row[2] > socket.position + 1:
+            # Never expected (the history and the relay leave no hole), but never silent: the
+            # client must read the state again, then it follows from this row.
+            log.error("user %d: event %d after %d", socket.user_id, row[2], socket.position)
+            socket.conn.reply(gap_frame(socket.position, row[2] - 1, row[5]))
             self._send(socket, row)
         # A number at or below the position was sent already (from the history).
 

@@ -216,6 +216,11 @@ class Accounts:
         for listener in self.revocation_listeners:  # the private streams opened with it close
             listener(digest)
 
+    @property
+    def revocations(self) -> int:
+        """Grows with every logout: a caller that saw it change re-checks its token."""
+        return self._revocations
+
     async def is_admin(self, user_id: int) -> bool:
         """The admin role as the database says now: a role given or taken from the shell
         (`marketsrv users admin`) counts at once, whatever the token cache remembers."""

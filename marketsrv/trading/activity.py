@@ -5,9 +5,10 @@ each in one shape: `{"id", "type", "timestamp", "at", "symbol", "side", "quantit
 "amount", "order_id", "description"}` where `amount` is the cash it moved (negative out; null for
 a cancellation) and `id` is unique within the list (`fill:12`, `deposit:3`, `order:7`, ...).
 
-Reset: cancels the open orders (their holds released), then clears the holdings, orders, fills,
-ledger and equity history, and sets the cash to the chosen amount (one deposit), recording the
-reset itself, which stays in the activity. The user's event numbers go on (the outbox is kept):
+Reset: cancels the open orders (their holds released, `order.cancelled` events), then clears the
+holdings, orders, fills, ledger and equity history (orders, fills and ledger rows are archived,
+so their ids are never reused), and sets the cash to the chosen amount (one deposit), recording
+the reset itself, which stays in the activity. The user's event numbers go on (the outbox is kept):
 a private stream sees `account.reset` and the new wallet.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from marketsrv.trading import events
 from marketsrv.trading.outbox import outbox
+from marketsrv.trading.settlement import close_order
 from marketsrv.trading.wallet import post_ledger
 from marketsrv.units import iso_ms, kes
 
@@ -51,7 +53,7 @@ def activities(
     limit: int, offset: int,
 ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
     """A page of the activity of `types` between `start` and `end` (ms), newest first; total."""
-    union = " UNION ALL ".join(_PARTS[t] for t in types)
+    union = " UNION ALL ".join(_PARTS[t] for t in dict.fromkeys(types))
     where = "WHERE ts >= :start AND ts < :end"
     params = {"user": user_id, "start": start, "end": end}
     cols = "(id, type, ts, symbol, side, quantity, price, amount, order_id, description)"
@@ -82,11 +84,25 @@ def open_order_ids(conn: sqlite3.Connection, user_id: int) -> list[tuple[int, st
 
 
 def reset(conn: sqlite3.Connection, user_id: int, cash_cents: int, now: int) -> None:
-    """Clear the account and set its cash (the caller took the open orders out of the books)."""
+    """Clear the account and set its cash (the caller took the open orders out of the books).
+
+    Orders, fills and ledger rows move to the archive user (id 0), not away: SQLite would give
+    their ids again, and clients (and the outbox) have seen them."""
+    note = "cancelled: the account was reset"
+    for (order_id,) in conn.execute(
+        "SELECT id FROM orders WHERE user_id = ? AND status IN ('pending', 'partially_filled')",
+        (user_id,),
+    ).fetchall():
+        close_order(conn, order_id, "cancelled", note, now)  # its event, its hold released
     symbols = [
         s for (s,) in conn.execute("SELECT symbol FROM holdings WHERE user_id = ?", (user_id,))
     ]
-    for table in ("ledger", "fills", "orders", "holdings", "equity_history"):
+    conn.execute(
+        "UPDATE orders SET user_id = 0, client_order_id = NULL WHERE user_id = ?", (user_id,)
+    )
+    for table in ("fills", "ledger"):
+        conn.execute(f"UPDATE {table} SET user_id = 0 WHERE user_id = ?", (user_id,))
+    for table in ("holdings", "equity_history"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
     conn.execute(
         "UPDATE wallets SET balance_cents = 0, held_cents = 0 WHERE user_id = ?", (user_id,)
@@ -97,9 +113,7 @@ def reset(conn: sqlite3.Connection, user_id: int, cash_cents: int, now: int) -> 
         "INSERT INTO account_resets (user_id, cash_cents, created_at) VALUES (?, ?, ?)",
         (user_id, cash_cents, now),
     )
-    outbox(
-        conn, None, "account.reset", user_id, {"id": cur.lastrowid, "cash": kes(cash_cents)}, now
-    )
+    outbox(conn, "account.reset", user_id, {"id": cur.lastrowid, "cash": kes(cash_cents)}, now)
     events.wallet_changed(conn, user_id, now)
     for symbol in symbols:
         events.holding_changed(conn, user_id, symbol, now)

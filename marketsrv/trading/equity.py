@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
@@ -21,6 +23,7 @@ from marketsrv.trading.store import Store
 
 log = logging.getLogger("marketsrv.trading")
 
+T = TypeVar("T")
 Point = tuple[int, int, int]  # at (ms), equity (cents), flow since the previous point (cents)
 
 
@@ -35,9 +38,28 @@ def flows(conn: sqlite3.Connection, user_id: int, after: int, upto: int) -> int:
     )
 
 
-def record(conn: sqlite3.Connection, rows: list[tuple[int, int, int]], at: int, kind: str) -> None:
-    """Write (user_id, equity, cash) snapshots taken at `at`, each with its flow."""
-    for user_id, equity, cash in rows:
+def equity_of(conn: sqlite3.Connection, user_id: int, prices: dict[str, int]) -> tuple[int, int]:
+    """(equity, cash) in cents as this transaction sees the account, holdings marked at
+    `prices` (taken on the trio thread; a symbol without a price is marked at its cost)."""
+    cash = conn.execute(
+        "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
+    ).fetchone()[0]
+    value = 0
+    for symbol, quantity, cost in conn.execute(
+        "SELECT symbol, quantity, cost_cents FROM holdings WHERE user_id = ? AND quantity > 0",
+        (user_id,),
+    ):
+        value += prices[symbol] * quantity if symbol in prices else cost
+    return cash + value, cash
+
+
+def record(
+    conn: sqlite3.Connection, user_ids: list[int], prices: dict[str, int], at: int, kind: str
+) -> None:
+    """A point for each user at `at`: equity and cash read in this transaction (so a deposit is
+    either in both or in neither), with the flows since the user's previous point."""
+    for user_id in user_ids:
+        value, cash = equity_of(conn, user_id, prices)
         last = conn.execute(
             "SELECT max(at) FROM equity_history WHERE user_id = ?", (user_id,)
         ).fetchone()[0]
@@ -45,8 +67,32 @@ def record(conn: sqlite3.Connection, rows: list[tuple[int, int, int]], at: int, 
         conn.execute(
             "INSERT INTO equity_history (user_id, at, equity_cents, cash_cents, flow_cents, kind)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (user_id, at, equity, cash, flow, kind),
+            (user_id, at, value, cash, flow, kind),
         )
+
+
+def around_flow(
+    conn: sqlite3.Connection, user_id: int, prices: dict[str, int], now: int, move: Callable[[], T]
+) -> T:
+    """A deposit or withdrawal (`move`, writing its ledger row at `now`) between two points of
+    the account: just before (`now - 1`) and just after (`now`, with the flow). The flow then has
+    a span of its own, and the next span starts from the money as it is: folded into a span
+    where it was also invested, the money would count as that span's profit."""
+    record(conn, [user_id], prices, now - 1, "flow")
+    result = move()
+    record(conn, [user_id], prices, now, "flow")
+    return result
+
+
+def now_point(
+    conn: sqlite3.Connection, user_id: int, prices: dict[str, int], at: int, points: list[Point]
+) -> list[Point]:
+    """`points` and the account now, read in the same transaction."""
+    last = points[-1][0] if points else -1
+    if at < last:  # (the same ms still counts: the account may have moved within it)
+        return points
+    value, _ = equity_of(conn, user_id, prices)
+    return [*points, (at, value, flows(conn, user_id, last, at))]
 
 
 def history(conn: sqlite3.Connection, user_id: int, since: int) -> list[Point]:
@@ -100,6 +146,11 @@ def series(points: list[Point]) -> Series:
     return Series(points, pl, returns)
 
 
+def marks(market: Market) -> dict[str, int]:
+    """Every symbol's mark in cents (trio thread): what holdings are worth now."""
+    return {symbol: stats.current for symbol, stats in market.stats.items()}
+
+
 class EquityRecorder:
     """Takes the snapshots: at each day roll for every user, every `interval_s` for holders."""
 
@@ -107,45 +158,40 @@ class EquityRecorder:
         self.store = store
         self.market = market
         self.interval_s = interval_s
-        self._closed = trio.Event()  # set by a day roll: a close snapshot is due
-        market.roll_listeners.append(self._closed.set)
+        self._rolled = False  # a day roll happened: a close snapshot is due
+        self._wake = trio.Event()
+        market.roll_listeners.append(self._on_roll)
+
+    def _on_roll(self) -> None:
+        self._rolled = True
+        self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             with trio.move_on_after(self.interval_s):
-                await self._closed.wait()
-            kind = "close" if self._closed.is_set() else "intraday"
-            self._closed = trio.Event()
+                await self._wake.wait()
+            self._wake = trio.Event()
+            kind = "close" if self._rolled else "intraday"
+            self._rolled = False
             try:
                 await self.snapshot(kind)
             except Exception:  # a full disk must not end the server: the next one may work
                 log.exception("equity snapshot failed")
 
     async def snapshot(self, kind: str) -> int:
-        """Equity of every user (a close) or of every holder (intraday), now; rows written."""
-        every = kind == "close"
+        """A point for every user with a wallet (a close) or every holder (intraday)."""
+        prices, at = marks(self.market), self.market.clock()
+        query = (
+            "SELECT user_id FROM wallets"
+            if kind == "close"
+            else "SELECT DISTINCT user_id FROM holdings WHERE quantity > 0"
+        )
 
-        def read(conn: sqlite3.Connection) -> tuple[dict[int, int], list[tuple[int, str, int]]]:
-            holds = conn.execute(
-                "SELECT user_id, symbol, quantity FROM holdings WHERE quantity > 0"
-            ).fetchall()
-            holders = {row[0] for row in holds}
-            cash = {
-                user_id: balance
-                for user_id, balance in conn.execute("SELECT user_id, balance_cents FROM wallets")
-                if every or user_id in holders
-            }
-            return cash, holds
+        def work(conn: sqlite3.Connection) -> int:
+            users = [row[0] for row in conn.execute(query)]
+            record(conn, users, prices, at, kind)
+            return len(users)
 
-        cash, holds = await self.store.read(read)
-        at = self.market.clock()
-        equity = dict(cash)
-        stats = self.market.stats
-        for user_id, symbol, quantity in holds:  # marked here, on the trio thread
-            price = stats[symbol].current if symbol in stats else 0
-            equity[user_id] = equity.get(user_id, 0) + price * quantity
-        rows = [(user_id, equity[user_id], cash[user_id]) for user_id in cash]
-        if rows:
-            await self.store.write(lambda conn: record(conn, rows, at, kind))
-        return len(rows)
+        written: int = await self.store.write(work)
+        return written

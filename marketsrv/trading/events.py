@@ -26,23 +26,20 @@ ORDER_EVENTS = {
 }
 
 
-def order_changed(
-    conn: sqlite3.Connection, order_id: int, now: int, key: str | None = None
-) -> None:
+def order_changed(conn: sqlite3.Connection, order_id: int, now: int, fills: bool = True) -> None:
+    """The order as it is now (`fills=False`: a new order, which has none yet)."""
     row = order_row(conn, order_id)
-    fills = conn.execute("SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,))
-    body = order_json(row, fills.fetchall())
-    outbox(conn, key, ORDER_EVENTS[row["status"]], row["user_id"], body, now)
+    found = conn.execute("SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,))
+    body = order_json(row, found.fetchall() if fills else [])
+    outbox(conn, ORDER_EVENTS[row["status"]], row["user_id"], body, now)
 
 
-def wallet_changed(
-    conn: sqlite3.Connection, user_id: int, now: int, key: str | None = None
-) -> None:
+def wallet_changed(conn: sqlite3.Connection, user_id: int, now: int) -> None:
     balance, held = conn.execute(
         "SELECT balance_cents, held_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()
     figures = {"balance": kes(balance), "available": kes(balance - held), "held": kes(held)}
-    outbox(conn, key, "wallet", user_id, figures, now)
+    outbox(conn, "wallet", user_id, figures, now)
 
 
 def holding_changed(conn: sqlite3.Connection, user_id: int, symbol: str, now: int) -> None:
@@ -57,10 +54,10 @@ def holding_changed(conn: sqlite3.Connection, user_id: int, symbol: str, now: in
         "quantity": quantity,
         "available_quantity": quantity - held,
         "cost_basis": kes(cost),
-        "avg_price": round(cost / quantity / 100, 4) if quantity else None,
+        "avg_price": round(cost / quantity / 100, 4) if quantity else 0.0,
         "realized_pnl": kes(realized),
     }
-    outbox(conn, None, "holding", user_id, body, now)
+    outbox(conn, "holding", user_id, body, now)
 
 
 def account_changed(conn: sqlite3.Connection, user_id: int, symbol: str, now: int) -> None:

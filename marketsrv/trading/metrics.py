@@ -58,12 +58,20 @@ def statistics(pnls: list[int], fills: int) -> dict[str, Any]:
         "closing_trades": total,
         "total_fills": fills,
         "win_rate": round(len(wins) * 100 / total, 1) if total else 0.0,
-        "average_win": kes(sum(wins) // len(wins)) if wins else 0.0,
-        "average_loss": kes(-(-sum(losses) // len(losses))) if losses else 0.0,
+        "average_win": kes(_mean(wins)) if wins else 0.0,
+        "average_loss": kes(_mean(losses)) if losses else 0.0,
         "largest_win": kes(max(wins)) if wins else 0.0,
         "largest_loss": kes(min(losses)) if losses else 0.0,
         "profit_factor": round(sum(wins) / -sum(losses), 4) if losses else None,
     }
+
+
+def _mean(values: list[int]) -> int:
+    """The mean in whole cents, half away from zero."""
+    total, n = sum(values), len(values)
+    q, rem = divmod(abs(total), n)
+    q += 2 * rem >= n
+    return q if total >= 0 else -q
 
 
 def metrics(
@@ -71,9 +79,9 @@ def metrics(
     user_id: int,
     recent: list[dict[str, Any]],
     starts: dict[str, int],
-    now_point: tuple[int, int],
+    now: tuple[int, dict[str, int]],
 ) -> dict[str, Any]:
-    """Everything but `now_point` (at, equity now, marked on the trio thread) is read here."""
+    """`now`: the time and the marks (taken on the trio thread); the rest is read here."""
     balance = conn.execute(
         "SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()[0]
@@ -87,13 +95,13 @@ def metrics(
     for name in PERIODS:
         since = starts[name]
         pnls = closing_trades(conn, user_id, since)
-        span = _with_now(conn, user_id, equity.history(conn, user_id, since), now_point)
+        span = _with_now(conn, user_id, equity.history(conn, user_id, since), now)
         performance[name] = {
             "pnl": kes(sum(pnls)),
             "trades": len(pnls),
             "return_percent": round(span.returns[-1] * 100, 4) if span.points else 0.0,
         }
-    whole = _with_now(conn, user_id, equity.history(conn, user_id, 0), now_point)
+    whole = _with_now(conn, user_id, equity.history(conn, user_id, 0), now)
     stats = statistics(closing_trades(conn, user_id), fills)
     stats["max_drawdown_percent"] = round(whole.max_drawdown * 100, 4)
     stats["time_weighted_return_percent"] = (
@@ -112,11 +120,11 @@ def metrics(
 
 
 def _with_now(
-    conn: sqlite3.Connection, user_id: int, points: list[equity.Point], now: tuple[int, int]
+    conn: sqlite3.Connection,
+    user_id: int,
+    points: list[equity.Point],
+    now: tuple[int, dict[str, int]],
 ) -> equity.Series:
     """The recorded points and the account as it is now, as one series."""
-    at, value = now
-    last = points[-1][0] if points else -1
-    if at > last:
-        points = [*points, (at, value, equity.flows(conn, user_id, last, at))]
-    return equity.series(points)
+    at, prices = now
+    return equity.series(equity.now_point(conn, user_id, prices, at, points))

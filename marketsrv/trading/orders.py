@@ -189,6 +189,8 @@ class Orders:
         (activity.reset); the new wallet. Not while an order of theirs is being placed."""
         # No await from the check to the queued write: an order placed after it is written
         # after the reset, and none is half way between the database and the book.
+        if self.suspended:
+            raise Unavailable("trading_suspended", self.suspended)
         if self._accepting.get(user_id) or user_id in self._in_flight.values():
             raise Conflict("order_in_flight", "an order of yours is being placed; try again")
         owner = owner_of(user_id)
@@ -199,10 +201,14 @@ class Orders:
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
             activity.reset(conn, user_id, cash_cents, now)
-            return get_wallet(conn, user_id).figures()
+            return get_wallet(conn, user_id).as_json(self.market.currency)
 
         with trio.CancelScope(shield=True):  # the books changed: the database must follow
-            result: dict[str, Any] = await self.store.write(work)
+            try:
+                result: dict[str, Any] = await self.store.write(work)
+            except Exception as exc:
+                self._suspend(exc)  # the books and the database disagree now
+                raise Unavailable("settlement_failed", self.suspended or "") from exc
         return result
 
     def _on_result(self, symbol: str, result: OrderResult) -> None:

@@ -13,9 +13,12 @@ Definitions (docs/protocol.md repeats them, and so do the OpenAPI descriptions):
 - Unrealized P&L = market value - cost basis. Realized P&L is per closing (sell) fill: proceeds -
   the average cost of the shares sold.
 - Day P&L (as brokers compute it), over the current trading day: for shares held since before the
-  day began (sells today take from those first), (price - previous close) x quantity; for shares
-  bought today and still held, (price - today's average buy price) x quantity; plus the P&L
-  realized today. Deposits and withdrawals never count as P&L.
+  day began, (price - previous close) x quantity; for shares bought today, (price - their buy
+  price) x quantity; for shares sold today, (sell price - previous close) if they were held
+  before today (sells take those first) or (sell price - buy price) if bought today. In one line:
+  value now - value at the previous close of the day's opening shares - buys + sells, in exact
+  cents. Deposits and withdrawals never count. (Today's realized P&L, measured against average
+  cost, is reported apart as `today_realized_pnl`.)
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class PositionRow:
     bought_today: int  # shares
     bought_today_cost: int  # cents
     sold_today: int  # shares
-    realized_today: int  # cents
+    sold_today_proceeds: int  # cents
+    realized_today: int  # cents, against average cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +64,15 @@ class Position:
 
     @property
     def day_pnl(self) -> int:
+        """Value now - the value at the previous close of the shares held when the day began
+        - today's buys + today's sells: per share, (price - previous close) for shares held
+        since before today, (price - buy price) for shares bought today, and for shares sold
+        today (sell price - previous close, or - buy price if bought today). Exact cents."""
         r = self.row
-        # Shares at the day's start = quantity - bought + sold; today's sells took from those.
-        held_since_before = max(0, r.quantity - r.bought_today)
-        bought_held = r.quantity - held_since_before
-        pnl = held_since_before * (self.price - self.previous_close) + r.realized_today
-        if bought_held and r.bought_today:
-            # (price - avg buy today) x shares, as one exact division rounded half up.
-            num = bought_held * (self.price * r.bought_today - r.bought_today_cost)
-            pnl += _div_round(num, r.bought_today)
-        return pnl
-
-
-def _div_round(num: int, den: int) -> int:
-    """num / den rounded half away from zero, in integers."""
-    q, rem = divmod(abs(num), den)
-    q += 2 * rem >= den
-    return q if num >= 0 else -q
+        start = r.quantity - r.bought_today + r.sold_today
+        return (
+            self.value - start * self.previous_close - r.bought_today_cost + r.sold_today_proceeds
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +88,18 @@ def read_positions(conn: sqlite3.Connection, user_id: int, day_start_ms: int) ->
         "SELECT balance_cents, held_cents FROM wallets WHERE user_id = ?", (user_id,)
     ).fetchone()
     realized_all = 0
-    today: dict[str, tuple[int, int, int, int]] = {}
-    for symbol, bought, bought_cost, sold, realized in conn.execute(
+    today: dict[str, tuple[int, int, int, int, int]] = {}
+    for symbol, *figures in conn.execute(
         "SELECT symbol,"
         " coalesce(sum(quantity) FILTER (WHERE side = 'buy'), 0),"
         " coalesce(sum(price_cents * quantity) FILTER (WHERE side = 'buy'), 0),"
         " coalesce(sum(quantity) FILTER (WHERE side = 'sell'), 0),"
+        " coalesce(sum(price_cents * quantity) FILTER (WHERE side = 'sell'), 0),"
         " coalesce(sum(realized_pnl_cents), 0)"
         " FROM fills WHERE user_id = ? AND created_at >= ? GROUP BY symbol",
         (user_id, day_start_ms),
     ):
-        today[symbol] = (bought, bought_cost, sold, realized)
+        today[symbol] = tuple(figures)
     rows = []
     for symbol, quantity, held_q, cost, realized in conn.execute(
         "SELECT symbol, quantity, held_quantity, cost_cents, realized_pnl_cents FROM holdings"
@@ -112,7 +109,9 @@ def read_positions(conn: sqlite3.Connection, user_id: int, day_start_ms: int) ->
         realized_all += realized
         t = today.get(symbol)
         if quantity > 0 or t is not None:
-            rows.append(PositionRow(symbol, quantity, held_q, cost, realized, *(t or (0, 0, 0, 0))))
+            rows.append(
+                PositionRow(symbol, quantity, held_q, cost, realized, *(t or (0, 0, 0, 0, 0)))
+            )
     return Account(balance, held, realized_all, rows)
 
 

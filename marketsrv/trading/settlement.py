@@ -103,7 +103,7 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
          o.note, now, now),
     )  # fmt: skip
     order_id = int(cur.lastrowid or 0)
-    events.order_changed(conn, order_id, now, key=f"order:{order_id}:accepted")
+    events.order_changed(conn, order_id, now, fills=False)
     if o.side == "buy":  # the hold
         events.wallet_changed(conn, o.user_id, now)
     else:
@@ -166,7 +166,7 @@ def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
         " updated_at = ? WHERE id = ?",
         (filled, notional, status, now, f.order_id),
     )
-    outbox(conn, f"fill:{fill_id}", "fill", f.user_id, {
+    outbox(conn, "fill", f.user_id, {
         "id": fill_id, "order_id": f.order_id, "symbol": f.symbol, "side": f.side,
         "price": kes(f.price_cents), "quantity": f.quantity, "realized_pnl": kes(pnl),
         "trade_id": f.trade_id, "created_at": iso_ms(now),
@@ -196,7 +196,7 @@ def close_order(
         " WHERE id = ?",
         (status, note, now, order_id),
     )
-    events.order_changed(conn, order_id, now, key=f"order:{order_id}:{status}")
+    events.order_changed(conn, order_id, now)
     if order["held_cents"]:  # the hold released
         events.wallet_changed(conn, order["user_id"], now)
     if order["held_shares"]:

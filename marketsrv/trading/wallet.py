@@ -77,16 +77,16 @@ def amount_cents(raw: object) -> int:
 
 
 def deposit(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
-    ledger_id = post_ledger(conn, user_id, "deposit", cents, now)
+    post_ledger(conn, user_id, "deposit", cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.figures(), now)
+    outbox(conn, "wallet", user_id, wallet.figures(), now)
     return wallet
 
 
 def withdraw(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
     if get_wallet(conn, user_id).available_cents < cents:
         raise BadRequest("insufficient_funds", "Insufficient funds")
-    ledger_id = post_ledger(conn, user_id, "withdrawal", -cents, now)
+    post_ledger(conn, user_id, "withdrawal", -cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, f"ledger:{ledger_id}", "wallet", user_id, wallet.figures(), now)
+    outbox(conn, "wallet", user_id, wallet.figures(), now)
     return wallet
