@@ -27,8 +27,8 @@ class HoldingOut(BaseModel):
     unrealized_pnl: float = Field(description="market_value - cost_basis")
     pnl_percent: float = Field(description="unrealized_pnl / cost_basis, a percentage")
     day_pnl: float = Field(
-        description="today's P&L: shares held since before today x (price - previous close),"
-        " shares bought today x (price - today's average buy), plus P&L realized today"
+        description="today's P&L, as brokers compute it: value now - the day's opening shares"
+        " at the previous close - today's buys + today's sells"
     )
     realized_pnl: float = Field(description="all time: per sell fill, proceeds - average cost")
 
