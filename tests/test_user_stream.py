@@ -201,3 +201,35 @@ def test_the_access_log_never_shows_a_token() -> None:
     assert _redact("token=abc&after=3") == "token=[redacted]&after=3"
     assert _redact("after=3&TOKEN=abc") == "after=3&TOKEN=[redacted]"
     assert _redact("page=2") == "page=2"
+
+
+async def test_a_flood_is_closed_like_on_the_market_streams(start_server: ServerFactory) -> None:
+    url, _ = await start_server(seed=12, simulate=False, ws_max_messages_per_s=5)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        gil = await register(http, "gil")
+    async with open_ws(url, f"/ws/user/?token={token_of(gil)}") as ws:
+        await next_of(ws, "ready")
+        with trio.fail_after(20), pytest.raises(ConnectionClosed) as closed:
+            for _ in range(200):  # sent at once, then read: the flood, as on /ws/market/
+                await send(ws, {"type": "ping"})
+            while True:
+                await ws.get_message()
+        assert closed.value.reason.code == 1008
+
+
+async def test_after_every_event_is_pruned_ready_still_knows_the_last_number(
+    start_server: ServerFactory,
+) -> None:
+    url, runtime = await start_server(seed=12, simulate=False)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        hal = await register(http, "hal", cash=100)
+        db = runtime.trading().store.db
+        await trio.to_thread.run_sync(
+            db.write,
+            lambda c: c.execute("DELETE FROM outbox"),  # as the retention prune does
+        )
+        async with open_ws(url, f"/ws/user/?token={token_of(hal)}&after=0") as ws:
+            ready = await next_of(ws, "ready")
+            assert ready["data"]["seq"] >= 1  # the deposit, though its row is gone
+            resync = orjson.loads(await ws.get_message())
+            assert resync["type"] == "resync_required"

@@ -136,7 +136,10 @@ def _time_arg(name: str, default: int) -> int:
 
 
 @blueprint.get("/activities/")
-@errors(s400=["invalid_page", "invalid_type", "invalid_from", "invalid_to"], s404=["invalid_page"])
+@errors(
+    s400=["invalid_page", "invalid_page_size", "invalid_type", "invalid_from", "invalid_to"],
+    s404=["invalid_page"],
+)
 @document_response(ActivityPage)
 async def activities() -> dict[str, Any]:
     """Fills, deposits, withdrawals, cancelled and rejected orders and resets, newest first;

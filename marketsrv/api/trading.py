@@ -43,10 +43,10 @@ def user_id() -> int:
 def page_args() -> tuple[int, int]:
     page = whole_number(request.args.get("page", "1"), 9)
     size = whole_number(request.args.get("page_size", str(PAGE_SIZE)), 9)
-    if page is None or size is None:
-        raise BadRequest("invalid_page", "page and page_size must be whole numbers")
-    if page < 1 or not 1 <= size <= 100:
-        raise BadRequest("invalid_page", "page must be at least 1 and page_size 1 to 100")
+    if page is None or page < 1:
+        raise BadRequest("invalid_page", "page must be a whole number, at least 1")
+    if size is None or not 1 <= size <= 100:
+        raise BadRequest("invalid_page_size", "page_size must be a whole number from 1 to 100")
     return page, size
 
 
@@ -124,7 +124,7 @@ STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
 
 
 @blueprint.get("/orders/list/")
-@errors(s400=["invalid_page", "invalid_status"], s404=["invalid_page"])
+@errors(s400=["invalid_page", "invalid_page_size", "invalid_status"], s404=["invalid_page"])
 @document_response(OrderPage)
 async def list_orders() -> dict[str, Any]:
     page, size = page_args()
@@ -177,7 +177,7 @@ async def cancel_order(raw_id: str) -> dict[str, Any]:
 
 
 @blueprint.get("/fills/")
-@errors(s400=["invalid_page"], s404=["invalid_page"])
+@errors(s400=["invalid_page", "invalid_page_size"], s404=["invalid_page"])
 @document_response(FillPage)
 async def fills() -> dict[str, Any]:
     page, size = page_args()

@@ -116,16 +116,16 @@ class UserStreamRouter:
                     return
                 socket = UserSocket(conn, user.id, token_digest(token))
                 start = _seq(after)
-                if after is not None and start is None:
-                    conn.reply(error_frame(hub.now_s(), "invalid_after",
-                                           "after must be a whole number; starting from now"))  # fmt: skip
-                await self._start(socket, start, hello=user)
+                await self._start(
+                    socket, start, hello=user, bad_after=after is not None and start is None
+                )
                 # A logout that committed while this socket signed in found no socket to close.
                 if accounts.revocations != revocations and not await accounts.authenticate(token):
                     await refuse(CLOSE_BAD_TOKEN, "the token was revoked")
                     return
                 limiter = RateLimiter(self.limits.max_messages_per_s,
                                       2 * self.limits.max_messages_per_s)  # fmt: skip
+                strikes = 0  # messages dropped in a row: a flood that goes on is closed
                 while True:
                     event = await receive()
                     kind = event["type"]
@@ -133,10 +133,15 @@ class UserStreamRouter:
                         break
                     if kind == "websocket.receive" and not conn.closing:
                         if not limiter.allow():
+                            strikes += 1
+                            if strikes >= 2 * self.limits.max_messages_per_s:  # as /ws/market/
+                                conn.close(CLOSE_POLICY, "message flood")
+                                continue
                             conn.reply(error_frame(hub.now_s(), "rate_limited",
                                                    "too many messages; this one was dropped"))  # fmt: skip
                             conn.wake()
                             continue
+                        strikes = 0
                         await self._message(socket, event.get("text"), event.get("bytes"))
                 nursery.cancel_scope.cancel()
         finally:
@@ -144,13 +149,18 @@ class UserStreamRouter:
                 self.relay.stop(socket)
             hub.unregister(conn)
 
-    async def _start(self, socket: UserSocket, after: int | None, hello: Any = None) -> None:
+    async def _start(
+        self, socket: UserSocket, after: int | None, hello: Any = None, bad_after: bool = False
+    ) -> None:
         relay, conn = self.relay, socket.conn
         history: History = await relay.start(socket, after)
         now = self.hub.now_s()
         if hello is not None:
             user = {"id": hello.id, "username": hello.username}
             conn.reply(frame("ready", {"user": user, "seq": history.latest}, now))
+        if bad_after:  # after `ready`, which is always first
+            conn.reply(error_frame(now, "invalid_after",
+                                   "after must be a whole number; starting from now"))  # fmt: skip
         if after is not None and after > history.latest:
             conn.reply(error_frame(now, "invalid_after",
                                    f"after {after} is past your last event ({history.latest})",

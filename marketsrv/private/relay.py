@@ -219,10 +219,11 @@ def _max_id(conn: sqlite3.Connection) -> int:
 
 
 def _history(conn: sqlite3.Connection, user_id: int, after: int | None, limit: int) -> History:
-    latest, oldest = conn.execute(
-        "SELECT coalesce(max(user_seq), 0), min(user_seq) FROM outbox WHERE user_id = ?",
-        (user_id,),
-    ).fetchone()
+    # The user's counter, not the outbox's rows: those may all have been pruned.
+    latest = conn.execute("SELECT event_seq FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+    oldest = conn.execute(
+        "SELECT min(user_seq) FROM outbox WHERE user_id = ?", (user_id,)
+    ).fetchone()[0]
     rows: list[Row] = []
     if after is not None and after < latest:
         rows = conn.execute(

@@ -63,11 +63,14 @@ def record(
         last = conn.execute(
             "SELECT max(at) FROM equity_history WHERE user_id = ?", (user_id,)
         ).fetchone()[0]
-        flow = flows(conn, user_id, last if last is not None else -1, at)
+        # A user's points never go back in time (a day's close point is stamped at the day's
+        # start, and a deposit in between has its own points already).
+        point_at = at if last is None else max(at, last)
+        flow = flows(conn, user_id, last if last is not None else -1, point_at)
         conn.execute(
             "INSERT INTO equity_history (user_id, at, equity_cents, cash_cents, flow_cents, kind)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (user_id, at, value, cash, flow, kind),
+            (user_id, point_at, value, cash, flow, kind),
         )
 
 
@@ -182,6 +185,10 @@ class EquityRecorder:
     async def snapshot(self, kind: str) -> int:
         """A point for every user with a wallet (a close) or every holder (intraday)."""
         prices, at = marks(self.market), self.market.clock()
+        if kind == "close":
+            # The new day's first point, at its start (taken moments after the roll, at the
+            # closing marks): the base of the day's history and return.
+            at = min(at, self.market.calendar.day_start_ms(self.market.session.day))
         query = (
             "SELECT user_id FROM wallets"
             if kind == "close"
