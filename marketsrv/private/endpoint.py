@@ -26,7 +26,7 @@ import trio
 
 from marketsrv.private.relay import History, Relay, UserSocket
 from marketsrv.streams.connection import Connection
-from marketsrv.streams.endpoint import ASGIApp, Receive, Scope, Send
+from marketsrv.streams.endpoint import ASGIApp, Receive, Scope, Send, run_sender
 from marketsrv.streams.frames import error_frame, frame
 from marketsrv.streams.hub import Hub
 from marketsrv.streams.session import Limits, RateLimiter
@@ -83,7 +83,7 @@ class UserStreamRouter:
         socket: UserSocket | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender, conn, nursery)
+                nursery.start_soon(run_sender, conn, nursery, self.limits.close_timeout_s)
 
                 async def refuse(code: int, reason: str) -> None:
                     conn.close(code, reason)
@@ -209,18 +209,6 @@ class UserStreamRouter:
             conn.reply(error_frame(now, "unknown_type", f"unknown message type {kind!r}",
                                    known=["resume", "ping"]))  # fmt: skip
         conn.wake()
-
-    async def _sender(self, conn: Connection, nursery: trio.Nursery) -> None:
-        try:
-            await conn.run_sender()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-            return
-        except Exception:
-            log.exception("user stream sender failed")
-            nursery.cancel_scope.cancel()
-            return
-        await trio.sleep(self.limits.close_timeout_s)
-        nursery.cancel_scope.cancel()
 
 
 _BAD = object()

@@ -83,7 +83,7 @@ class StreamRouter:
         session = Session(hub, conn, self.limits, symbol)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender, conn, nursery)
+                nursery.start_soon(run_sender, conn, nursery, self.limits.close_timeout_s)
                 while True:
                     message = await receive()
                     kind = message["type"]
@@ -95,19 +95,22 @@ class StreamRouter:
         finally:
             hub.unregister(conn)
 
-    async def _sender(self, conn: Connection, nursery: trio.Nursery) -> None:
-        try:
-            await conn.run_sender()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-            # The peer went away mid-write; the receive loop sees the disconnect. (Busy: hypercorn
-            # closing the socket of a client that hung up, under our batched write.)
-            return
-        except Exception:
-            log.exception("stream sender failed")
-            nursery.cancel_scope.cancel()
-            return
-        # Our close frame is out. A client that never answers it (and so never disconnects)
-        # would hold the socket for ever, unregistered and so out of the watchdog's sight:
-        # give it the close timeout, then end the connection from this side.
-        await trio.sleep(self.limits.close_timeout_s)
+
+async def run_sender(conn: Connection, nursery: trio.Nursery, close_timeout_s: float) -> None:
+    """A connection's sender, ending the connection's nursery once its close is out (any
+    WebSocket endpoint of ours: the market streams and /ws/user/)."""
+    try:
+        await conn.run_sender()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+        # The peer went away mid-write; the receive loop sees the disconnect. (Busy: hypercorn
+        # closing the socket of a client that hung up, under our batched write.)
+        return
+    except Exception:
+        log.exception("stream sender failed")
         nursery.cancel_scope.cancel()
+        return
+    # Our close frame is out. A client that never answers it (and so never disconnects)
+    # would hold the socket for ever, unregistered and so out of the watchdog's sight:
+    # give it the close timeout, then end the connection from this side.
+    await trio.sleep(close_timeout_s)
+    nursery.cancel_scope.cancel()
