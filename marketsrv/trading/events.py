@@ -29,8 +29,12 @@ ORDER_EVENTS = {
 def order_changed(conn: sqlite3.Connection, order_id: int, now: int, fills: bool = True) -> None:
     """The order as it is now (`fills=False`: a new order, which has none yet)."""
     row = order_row(conn, order_id)
-    found = conn.execute("SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,))
-    body = order_json(row, found.fetchall() if fills else [])
+    found = (
+        conn.execute("SELECT * FROM fills WHERE order_id = ? ORDER BY id", (order_id,)).fetchall()
+        if fills
+        else []
+    )
+    body = order_json(row, found)
     outbox(conn, ORDER_EVENTS[row["status"]], row["user_id"], body, now)
 
 
