@@ -424,7 +424,7 @@ async def test_a_write_cut_by_the_socket_closing_is_no_error(
 ) -> None:
     """hypercorn closing the socket of a client that hung up, under a batched write, makes the
     write fail as busy: that is a client gone, not a server error to log."""
-    from marketsrv.streams.endpoint import StreamRouter
+    from marketsrv.streams.endpoint import run_sender
 
     class HungUp(RecordingTransport):
         async def send(self, frames: Any) -> None:
@@ -432,9 +432,8 @@ async def test_a_write_cut_by_the_socket_closing_is_no_error(
 
     conn = Connection(HungUp(), book_snapshot=hub.book_snapshot)
     conn.reply(frames_module.error_frame(0.0, "x", "y"))
-    router = StreamRouter(lambda *a: None, hub, Limits(), fast_path=True)  # type: ignore[arg-type,return-value]
     async with trio.open_nursery() as nursery:
-        await router._sender(conn, nursery)
+        await run_sender(conn, nursery, Limits().close_timeout_s)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
