@@ -206,6 +206,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX ledger_user_created ON ledger(user_id, created_at);
     """,
+    # 5: one outbox row per user and write, not per event (each row costs its index entries on
+    # the order path), holding each event's facts as a line of JSON `[type, facts]` (the
+    # rows written before keep the event's JSON as its facts); the unused `key` and
+    # `published_at` go.
+    """
+    CREATE TABLE outbox_rows (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        events BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    INSERT INTO outbox_rows (id, user_id, first_seq, last_seq, events, created_at)
+        SELECT id, user_id, user_seq, user_seq,
+            CAST('["' || topic || '",' || payload || ']' AS BLOB), created_at
+        FROM outbox WHERE user_id IS NOT NULL AND user_seq IS NOT NULL;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_rows RENAME TO outbox;
+    CREATE UNIQUE INDEX outbox_user_seq ON outbox(user_id, last_seq);
+    CREATE INDEX outbox_created ON outbox(created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,6 +15,7 @@ from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.market.calendar import Calendar
 from marketsrv.market.days import keep_time
 from marketsrv.trading import Trading
+from marketsrv.trading.events import UserEvents
 from tests.builders import FakeClock, check_invariants, in_process_runtime
 from tests.test_market_days import at
 from tests.test_trading import FAST_HASHER, Env
@@ -146,7 +147,7 @@ async def test_a_reloaded_order_outside_today_s_limits_is_cancelled_not_traded(
         user = insert_user(conn, "stale", "x", now)
         wallet.deposit(conn, user.id, 100_000_00, now)
         for price in (3300, 2800):  # SCOM's limits today: 25.65 to 31.35
-            settlement.accept(conn, settlement.NewOrder(
+            settlement.accept(conn, UserEvents(now), settlement.NewOrder(
                 user.id, "SCOM", "buy", "limit", "gtc", 100, price, price, price, None,
                 str(price), now,
             ))  # fmt: skip

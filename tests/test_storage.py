@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from storage import SCHEMA_VERSION, Database, StorageClosed
@@ -172,11 +173,90 @@ def test_synchronous_is_checked(tmp_path: Path) -> None:
     db.close()
 
 
+def level(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA synchronous").fetchone()[0])  # 1 NORMAL, 2 FULL
+
+
+def test_only_durable_requests_make_their_commit_sync(tmp_path: Path) -> None:
+    """An order's acceptance commits without an fsync (its settlement's will sync it); anything
+    a caller is told of is synced, and a batch holding both is synced whole."""
+    db = Database(tmp_path / "s.db")  # synchronous=FULL
+    db.open()
+    assert db.write(level, durable=False) == 1
+    assert db.write(level) == 2
+    _, release = hold_writer(db)
+    seen: list[Any] = []
+    both = threading.Event()
+
+    def note(result: Any, error: BaseException | None) -> None:
+        seen.append(result)
+        if len(seen) == 2:
+            both.set()
+
+    db.submit(level, note, durable=False)
+    db.submit(level, note)
+    release.set()
+    assert both.wait(10)
+    assert seen == [2, 2]  # one batch, synced
+    assert db.write(level, durable=False) == 1
+    db.close()
+    normal = Database(tmp_path / "n.db", synchronous="OFF")
+    normal.open()
+    assert normal.write(level, durable=False) == 0  # never more than the setting asks
+    normal.close()
+
+
+def test_events_written_before_version_5_are_still_served(tmp_path: Path) -> None:
+    """Version 5 keeps one row per user and write, with each event's facts; the events the
+    outbox held before (one row each, their JSON) are moved over and resumed as they were."""
+    from marketsrv.private.relay import _history
+    from storage.schema import MIGRATIONS
+
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:4], 1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    conn.execute(
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'old', 'x', 0)"
+    )
+    wallet = '{"balance":10.5,"available":10.5,"held":0.0}'
+    for seq, (topic, payload) in enumerate(
+        [("wallet", wallet), ("holding", '{"symbol":"KCB"}')], 1
+    ):
+        conn.execute(
+            "INSERT INTO outbox (key, topic, user_id, payload, created_at, user_seq)"
+            " VALUES (?, ?, 7, ?, 1700000000123, ?)",
+            (f"{topic}:7:{seq}", topic, payload, seq),
+        )
+    conn.execute("UPDATE users SET event_seq = 2 WHERE id = 7")
+    conn.commit()
+    conn.close()
+    db = Database(path)
+    assert db.open() == 4
+    history = db.read(lambda c: _history(c, 7, 0, 100))
+    assert (history.latest, history.oldest) == (2, 1)
+    frames = [orjson.loads(event[3]) for event in history.events]
+    assert frames[0] == {
+        "type": "wallet",
+        "data": orjson.loads(wallet),
+        "seq": 1,
+        "ts": 1700000000.123,
+    }
+    assert frames[1]["type"] == "holding" and frames[1]["seq"] == 2
+    db.close()
+
+
 def test_a_user_s_event_numbers_go_on_after_the_outbox_is_pruned(db: Database) -> None:
     from marketsrv.trading.accounts import insert_user
-    from marketsrv.trading.outbox import outbox
+    from marketsrv.trading.outbox import append
 
     user = db.write(lambda c: insert_user(c, "eve", "x", 1))
-    assert [db.write(lambda c: outbox(c, "wallet", user.id, {}, 1)) for _ in range(3)] == [1, 2, 3]
+    assert [db.write(lambda c: append(c, user.id, [("wallet", {})], 1)) for _ in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+    two = [("wallet", {}), ("holding", {})]
+    assert db.write(lambda c: append(c, user.id, two, 1)) == 5  # one row, two numbers
     db.write(lambda c: c.execute("DELETE FROM outbox"))  # the retention prune took them all
-    assert db.write(lambda c: outbox(c, "wallet", user.id, {}, 2)) == 4
+    assert db.write(lambda c: append(c, user.id, [("wallet", {})], 2)) == 6

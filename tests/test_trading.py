@@ -21,6 +21,7 @@ from marketsrv.app import create_app
 from marketsrv.engine import Side
 from marketsrv.market import Market, Simulator
 from marketsrv.trading import Trading
+from marketsrv.trading.events import UserEvents
 from tests.builders import (
     FakeClock,
     check_invariants,
@@ -329,7 +330,7 @@ async def test_a_match_lost_in_a_crash_is_settled_at_restart(tmp_path: Path) -> 
             (seller.id,),
         )
         for user, side, price in ((seller, "sell", 2850), (buyer, "buy", 2860)):
-            settlement.accept(conn, settlement.NewOrder(
+            settlement.accept(conn, UserEvents(now), settlement.NewOrder(
                 user.id, "SCOM", side, "limit", "gtc", 300, price, price, price, None, side, now,
             ))  # fmt: skip
 

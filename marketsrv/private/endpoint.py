@@ -167,7 +167,7 @@ class UserStreamRouter:
                                    seq=history.latest))  # fmt: skip
             after = None
         elif after is not None and (
-            after + 1 < history.oldest or len(history.rows) > relay.max_resume
+            after + 1 < history.oldest or len(history.events) > relay.max_resume
         ):
             conn.reply(frame("resync_required", {
                 "after": after, "oldest": history.oldest, "seq": history.latest,

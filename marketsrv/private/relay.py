@@ -1,9 +1,10 @@
 """The relay of users' events: from the outbox to each user's open sockets, in order, exactly once.
 
-Every change to a user's orders, fills, cash or holdings writes outbox rows in its own
-transaction (trading/events.py), each numbered in the user's sequence (`user_seq`, no gaps). The
-storage writer calls `on_commit` after each commit; the relay then reads the new rows (in a
-thread) and offers each to its user's sockets. A socket keeps its position, the last number it
+Every change to a user's orders, fills, cash or holdings writes its events to the outbox in its
+own transaction (trading/events.py), each numbered in the user's sequence (`seq`, no gaps), one
+row per user and write holding their frames as sent. The storage writer calls `on_commit` after
+each commit; the relay then reads the new rows (in a thread) and offers each event to its user's
+sockets. A socket keeps its position, the last number it
 was sent: it takes only the next one, so a row never arrives twice nor out of order. A socket
 that starts, or resumes after N, holds the live rows while it reads its history from the database,
 then carries on from there. The relay keeps no state on disk: what a socket missed while closed
@@ -17,12 +18,15 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import orjson
 import trio
 
 from marketsrv.streams.connection import Connection
 from marketsrv.streams.frames import Frame, frame
+from marketsrv.trading.events import render
 from storage import Database
 
 log = logging.getLogger("marketsrv.private")
@@ -30,16 +34,41 @@ log = logging.getLogger("marketsrv.private")
 READ_BATCH = 1000  # outbox rows the relay reads at once
 PRUNE_EVERY_S = 3600.0
 
-Row = tuple[int, int, int, str, str, int]  # id, user_id, user_seq, topic, payload, created_at
+Event = tuple[int, int, int, bytes, int]  # row id, user_id, seq, its frame's JSON, created_at
+COLUMNS = "id, user_id, first_seq, events, created_at"
+Stored = tuple[int, int, int, bytes, int]  # an outbox row, as COLUMNS reads it
 
 
-def event_frame(topic: str, payload: str, seq: int, created_ms: int) -> Frame:
-    """`{"type", "data", "seq", "ts"}`: the payload is stored encoded, and sent as it is."""
-    frame = Frame(topic, payload.encode(), created_ms / 1000, seq)
-    frame.payload = b'{"type":"%s","data":%s,"seq":%d,"ts":%s}' % (
-        topic.encode(), frame.data, seq, repr(frame.ts).encode(),
-    )  # fmt: skip
-    return frame
+UNREADABLE = orjson.dumps({
+    "code": "event_unreadable",
+    "message": "this event could not be read: read the state over REST",
+})  # fmt: skip
+
+
+def events_of(rows: list[Stored], after: int = 0) -> list[Event]:
+    """The events of outbox rows after seq `after`, in order, as frames: one row holds one or
+    more, numbered from its first_seq (trading/outbox.py). Run on the reading thread."""
+    found: list[Event] = []
+    for row_id, user_id, first, lines, created in rows:
+        ts = repr(created / 1000).encode()
+        for seq, line in enumerate(lines.split(b"\n"), first):
+            if seq > after:
+                try:
+                    topic, facts = orjson.loads(line)
+                    data = orjson.dumps(render(topic, facts))
+                except Exception:  # never expected; one bad row must not stop the relay
+                    log.exception("user %d: event %d cannot be read", user_id, seq)
+                    topic, data = "error", UNREADABLE
+                payload = b'{"type":"%s","data":%s,"seq":%d,"ts":%s}' % (
+                    topic.encode(), data, seq, ts,
+                )  # fmt: skip
+                found.append((row_id, user_id, seq, payload, created))
+    return found
+
+
+def event_frame(row: Event) -> Frame:
+    """`{"type", "data", "seq", "ts"}`, encoded by `events_of`."""
+    return Frame.stored("user_event", row[3], row[4] / 1000, row[2])
 
 
 def gap_frame(after: int, seq: int, created_ms: int) -> Frame:
@@ -57,12 +86,12 @@ class UserSocket:
     user_id: int
     token_digest: bytes
     position: int | None = None  # the last seq sent; None while it reads its history
-    held: list[Row] = field(default_factory=list)  # live rows that came meanwhile
+    held: list[Event] = field(default_factory=list)  # live events that came meanwhile
 
 
 @dataclass(frozen=True, slots=True)
 class History:
-    rows: list[Row]
+    events: list[Event]  # what was asked for (at most max_resume + 1)
     latest: int  # the user's last seq now
     oldest: int  # the first seq the outbox still keeps (latest + 1 when it keeps none)
 
@@ -105,28 +134,40 @@ class Relay:
                     # Nobody listens: the rows wait. A socket that comes reads its history, and
                     # the rows read then (its own included) go to whoever is open, once each.
                     continue
+                # Frames are made on the reading thread for the users listening now; a user
+                # whose socket came meanwhile has them made here.
+                listening = frozenset(self.sockets)
                 try:
-                    rows = await trio.to_thread.run_sync(self.db.read, self._read_new)
+                    rows = await trio.to_thread.run_sync(
+                        self.db.read, partial(self._read_new, listening=listening)
+                    )
                 except Exception:  # a read error must not end the server: try again soon
                     log.exception("the relay could not read the outbox")
                     await trio.sleep(1.0)
                     self._wake.set()
                     continue
-                for row in rows:
+                for row, made in rows:
                     self._cursor = max(self._cursor, row[0])
-                    for socket in list(self.sockets.get(row[1], ())):
-                        self.offer(socket, row)
+                    sockets = self.sockets.get(row[1])
+                    if not sockets:
+                        continue
+                    for event in made if made is not None else events_of([row]):
+                        for socket in list(sockets):
+                            self.offer(socket, event)
                 if len(rows) == READ_BATCH:
                     self._wake.set()  # more waiting
         finally:
             self.db.on_commit = None
 
-    def _read_new(self, conn: sqlite3.Connection) -> list[Row]:
-        return conn.execute(
-            "SELECT id, user_id, user_seq, topic, payload, created_at FROM outbox"
-            " WHERE id > ? ORDER BY id LIMIT ?",
+    def _read_new(
+        self, conn: sqlite3.Connection, listening: frozenset[int]
+    ) -> list[tuple[Stored, list[Event] | None]]:
+        """The next outbox rows, each with its events as frames if its user is `listening`."""
+        rows: list[Stored] = conn.execute(
+            f"SELECT {COLUMNS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (self._cursor, READ_BATCH),
         ).fetchall()
+        return [(row, events_of([row]) if row[1] in listening else None) for row in rows]
 
     def _prune(self) -> None:
         before = self.clock() - self.retention_ms
@@ -150,7 +191,7 @@ class Relay:
 
     # -- sockets -------------------------------------------------------------------------------
 
-    def offer(self, socket: UserSocket, row: Row) -> None:
+    def offer(self, socket: UserSocket, row: Event) -> None:
         """A live row for this socket: sent if it is the next one, kept while it catches up."""
         if socket.position is None:
             socket.held.append(row)
@@ -160,12 +201,12 @@ class Relay:
             # Never expected (the history and the relay leave no hole), but never silent: the
             # client must read the state again, then it follows from this row.
             log.error("user %d: event %d after %d", socket.user_id, row[2], socket.position)
-            socket.conn.reply(gap_frame(socket.position, row[2] - 1, row[5]))
+            socket.conn.reply(gap_frame(socket.position, row[2] - 1, row[4]))
             self._send(socket, row)
         # A number at or below the position was sent already (from the history).
 
-    def _send(self, socket: UserSocket, row: Row) -> None:
-        socket.conn.reply(event_frame(row[3], row[4], row[2], row[5]))
+    def _send(self, socket: UserSocket, row: Event) -> None:
+        socket.conn.reply(event_frame(row))
         socket.position = row[2]
         self.delivered += 1
 
@@ -189,7 +230,7 @@ class Relay:
             socket.position = history.latest
         else:
             socket.position = after
-            for row in history.rows:
+            for row in history.events:
                 self._send(socket, row)
         held, socket.held = socket.held, []
         for row in sorted(held, key=lambda r: r[2]):
@@ -221,14 +262,17 @@ def _max_id(conn: sqlite3.Connection) -> int:
 def _history(conn: sqlite3.Connection, user_id: int, after: int | None, limit: int) -> History:
     # The user's counter, not the outbox's rows: those may all have been pruned.
     latest = conn.execute("SELECT event_seq FROM users WHERE id = ?", (user_id,)).fetchone()[0]
-    oldest = conn.execute(
-        "SELECT min(user_seq) FROM outbox WHERE user_id = ?", (user_id,)
-    ).fetchone()[0]
-    rows: list[Row] = []
+    first = conn.execute(
+        "SELECT first_seq FROM outbox WHERE user_id = ? ORDER BY last_seq LIMIT 1", (user_id,)
+    ).fetchone()
+    events: list[Event] = []
     if after is not None and after < latest:
+        # `limit + 1` events at most (each row holds one or more): one more than may be resumed
+        # tells the caller there are too many.
         rows = conn.execute(
-            "SELECT id, user_id, user_seq, topic, payload, created_at FROM outbox"
-            " WHERE user_id = ? AND user_seq > ? ORDER BY user_seq LIMIT ?",
+            f"SELECT {COLUMNS} FROM outbox WHERE user_id = ? AND last_seq > ?"
+            " ORDER BY last_seq LIMIT ?",
             (user_id, after, limit + 1),
         ).fetchall()
-    return History(rows, latest, oldest if oldest is not None else latest + 1)
+        events = events_of(rows, after)[: limit + 1]
+    return History(events, latest, first[0] if first is not None else latest + 1)

@@ -34,6 +34,15 @@ class Frame:
         self.payload = b'{"type":"%s","data":%s,"ts":%s}' % (type.encode(), data, repr(ts).encode())
         self._wire: bytes | None = None
 
+    @classmethod
+    def stored(cls, type: str, payload: bytes, ts: float, seq: int | None = None) -> Frame:
+        """A frame whose whole payload was encoded before (a user's event, kept in the outbox
+        as it is sent); its `data` is not kept apart."""
+        frame = cls.__new__(cls)
+        frame.type, frame.data, frame.ts, frame.seq = type, b"", ts, seq
+        frame.payload, frame._wire = payload, None
+        return frame
+
     @property
     def text(self) -> str:
         return self.payload.decode()

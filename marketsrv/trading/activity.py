@@ -17,8 +17,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from marketsrv.trading import events
-from marketsrv.trading.outbox import outbox
+from marketsrv.trading.events import UserEvents
 from marketsrv.trading.settlement import close_order
 from marketsrv.trading.wallet import post_ledger
 from marketsrv.units import iso_ms, kes
@@ -83,7 +82,9 @@ def open_order_ids(conn: sqlite3.Connection, user_id: int) -> list[tuple[int, st
     ).fetchall()
 
 
-def reset(conn: sqlite3.Connection, user_id: int, cash_cents: int, now: int) -> None:
+def reset(
+    conn: sqlite3.Connection, out: UserEvents, user_id: int, cash_cents: int, now: int
+) -> None:
     """Clear the account and set its cash (the caller took the open orders out of the books).
 
     Orders, fills and ledger rows move to the archive user (id 0), not away: SQLite would give
@@ -93,7 +94,7 @@ def reset(conn: sqlite3.Connection, user_id: int, cash_cents: int, now: int) -> 
         "SELECT id FROM orders WHERE user_id = ? AND status IN ('pending', 'partially_filled')",
         (user_id,),
     ).fetchall():
-        close_order(conn, order_id, "cancelled", note, now)  # its event, its hold released
+        close_order(conn, out, order_id, "cancelled", note, now)  # its event, its hold released
     symbols = [
         s for (s,) in conn.execute("SELECT symbol FROM holdings WHERE user_id = ?", (user_id,))
     ]
@@ -113,7 +114,7 @@ def reset(conn: sqlite3.Connection, user_id: int, cash_cents: int, now: int) -> 
         "INSERT INTO account_resets (user_id, cash_cents, created_at) VALUES (?, ?, ?)",
         (user_id, cash_cents, now),
     )
-    outbox(conn, "account.reset", user_id, {"id": cur.lastrowid, "cash": kes(cash_cents)}, now)
-    events.wallet_changed(conn, user_id, now)
+    out.reset(user_id, int(cur.lastrowid or 0), cash_cents)
+    out.wallet(user_id)
     for symbol in symbols:
-        events.holding_changed(conn, user_id, symbol, now)
+        out.holding(user_id, symbol)

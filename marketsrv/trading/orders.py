@@ -24,6 +24,7 @@ from marketsrv.market import Market
 from marketsrv.market.days import keep_time
 from marketsrv.market.state import MarketRefused
 from marketsrv.trading import activity, intake, settlement
+from marketsrv.trading.events import UserEvents, order_data, recording
 from marketsrv.trading.requests import OrderRequest
 from marketsrv.trading.settlement import NewOrder, owner_of
 from marketsrv.trading.store import Store
@@ -83,7 +84,12 @@ class Orders:
         ticket = self._tickets
         self._accepting.setdefault(uid, set()).add(ticket)
         try:
-            row, created = await self.store.write(lambda conn: settlement.accept(conn, order))
+            # Not synced on its own: the settlement's durable commit comes after it and syncs
+            # both (storage.database), and nobody hears of the order before that.
+            row, created = await self.store.write(
+                recording(order.created_ms, lambda conn, out: settlement.accept(conn, out, order)),
+                durable=False,
+            )
             if created:  # in flight before the acceptance is let go: no await in between
                 self._in_flight[row["id"]] = uid
         finally:
@@ -91,7 +97,8 @@ class Orders:
             if not self._accepting[uid]:
                 del self._accepting[uid]
             self._settled.unpark_all()
-        if not created:
+        if not created:  # a retry: its order is answered, so it must be on disk first
+            await self.store.write(lambda conn: None)
             return await self.get(order.user_id, row["id"]), False
         order_id = row["id"]
         try:
@@ -113,8 +120,9 @@ class Orders:
                     error = BadRequest("order_rejected", note)
                 now = self.market.clock()
                 await self.store.write(
-                    lambda conn: settlement.close_order(conn, order_id, "failed", note, now)
-                )
+                    recording(now, lambda c, out: settlement.close_order(
+                        c, out, order_id, "failed", note, now))
+                )  # fmt: skip
                 raise error from None
             finally:
                 self._settling -= 1
@@ -122,10 +130,15 @@ class Orders:
             now = self.market.clock()
 
             def settle(conn: sqlite3.Connection) -> dict[str, Any]:
+                out = UserEvents(now)
                 settlement.settle(
-                    conn, self.market.instruments[order.symbol], result, order_id, now
+                    conn, out, self.market.instruments[order.symbol], result, order_id, now
                 )
-                return order_view(conn, order_id)  # same transaction: no extra read hop
+                out.write(conn)
+                # The order's event is the answer (same transaction: no extra read hop).
+                if order_id in out.orders:  # it traded or closed: its event has it
+                    return order_data(out.orders[order_id])
+                return order_view(conn, order_id)  # it rests untouched
 
             try:
                 return await self.store.write(settle), True
@@ -171,13 +184,22 @@ class Orders:
         # a failed settlement, and closing it releases its hold.
         now = self.market.clock()
 
-        def work(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
+        def work(conn: sqlite3.Connection, out: UserEvents) -> bool:
             still_open = order_row(conn, order_id)["status"] in OPEN
             if still_open:
-                settlement.close_order(conn, order_id, "cancelled", "cancelled by the user", now)
-            return still_open, order_view(conn, order_id)
+                note = "cancelled by the user"
+                settlement.close_order(conn, out, order_id, "cancelled", note, now)
+            return still_open
 
-        closed, order = await self.store.write(work)
+        def answer(conn: sqlite3.Connection) -> tuple[bool, dict[str, Any]]:
+            out = UserEvents(now)
+            closed = work(conn, out)
+            out.write(conn)
+            return closed, order_data(out.orders[order_id]) if closed else order_view(
+                conn, order_id
+            )
+
+        closed, order = await self.store.write(answer)
         if not closed:  # it filled, or expired, before the cancel reached it
             raise BadRequest(
                 "order_not_open", f"the order is {order['status']} and cannot be cancelled"
@@ -199,13 +221,13 @@ class Orders:
                 self.market.cancel(symbol, order.order_id)
         now = self.market.clock()
 
-        def work(conn: sqlite3.Connection) -> dict[str, Any]:
-            activity.reset(conn, user_id, cash_cents, now)
+        def work(conn: sqlite3.Connection, out: UserEvents) -> dict[str, Any]:
+            activity.reset(conn, out, user_id, cash_cents, now)
             return get_wallet(conn, user_id).as_json(self.market.currency)
 
         with trio.CancelScope(shield=True):  # the books changed: the database must follow
             try:
-                result: dict[str, Any] = await self.store.write(work)
+                result: dict[str, Any] = await self.store.write(recording(now, work))
             except Exception as exc:
                 self._suspend(exc)  # the books and the database disagree now
                 raise Unavailable("settlement_failed", self.suspended or "") from exc
@@ -222,7 +244,9 @@ class Orders:
 
         now = self.market.clock()
         inst = self.market.instruments[symbol]
-        self._record(lambda conn: settlement.settle(conn, inst, result, None, now))
+        self._record(
+            recording(now, lambda conn, out: settlement.settle(conn, out, inst, result, None, now))
+        )
 
     def _on_expired(self, symbol: str, orders: list[RestingOrder], why: str) -> None:
         """Market listener: users' orders a new day's limits took out of the book are closed."""
@@ -231,12 +255,12 @@ class Orders:
             return
         now, note = self.market.clock(), f"cancelled: {why}"
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: sqlite3.Connection, out: UserEvents) -> None:
             for order_id in ids:
                 if order_row(conn, order_id)["status"] in OPEN:
-                    settlement.close_order(conn, order_id, "cancelled", note, now)
+                    settlement.close_order(conn, out, order_id, "cancelled", note, now)
 
-        self._record(work)
+        self._record(recording(now, work))
 
     def _record(self, work: Callable[[sqlite3.Connection], object]) -> None:
         """Write what the book did to users' orders outside a request: queued on the writer
@@ -268,14 +292,15 @@ class Orders:
         """At start-up, before the simulator runs: put open GTC orders back in the (empty) books in
         their time order; orders accepted but never matched (IOC/FOK) are closed, releasing holds."""
         count, now = 0, self.market.clock()
+        out = UserEvents(now)
         for row in settlement.open_orders(conn):
             if row["symbol"] not in self.market.instruments:
                 note = f"cancelled: {row['symbol']} is no longer listed on this server"
-                settlement.close_order(conn, row["id"], "cancelled", note, now)
+                settlement.close_order(conn, out, row["id"], "cancelled", note, now)
                 continue
             if row["time_in_force"] != "gtc":
                 note = "cancelled: the server restarted before it was matched"
-                settlement.close_order(conn, row["id"], "cancelled", note, now)
+                settlement.close_order(conn, out, row["id"], "cancelled", note, now)
                 continue
             price = row["book_price_cents"]
             if not self.market.allows(row["symbol"], price):
@@ -283,7 +308,7 @@ class Orders:
                 # it would trade where today's market cannot.
                 limits = self.market.limits[row["symbol"]].describe()
                 note = f"cancelled: its price is outside today's price limits ({limits})"
-                settlement.close_order(conn, row["id"], "cancelled", note, now)
+                settlement.close_order(conn, out, row["id"], "cancelled", note, now)
                 continue
             remaining = row["quantity"] - row["filled_quantity"]
             self._settling += 1
@@ -298,7 +323,8 @@ class Orders:
                 # Two open orders that crossed: their match happened before the crash but its
                 # settlement never committed. Settle it now, in this same transaction.
                 settlement.settle(
-                    conn, self.market.instruments[row["symbol"]], result, row["id"], now
+                    conn, out, self.market.instruments[row["symbol"]], result, row["id"], now
                 )
             count += 1
+        out.write(conn)
         return count

@@ -2,8 +2,8 @@
 
 accept: check and hold the cash or shares, insert the order.   settle: record what the book did
 (fills on both sides, cash, holdings, realized P&L, statuses, released holds).   close_order:
-end an order and release what it still holds. Every change also writes an outbox row with a
-unique key.
+end an order and release what it still holds. Each names the user events it causes to the
+write's `UserEvents` (trading/events.py), which the write stores in the outbox at its end.
 
 Holds: a buy order holds `hold_price_cents x quantity` (its limit, or for a market order the
 collar price); each fill releases the hold of its shares and debits what they actually cost.
@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from marketsrv.engine import OrderResult
 from marketsrv.errors import BadRequest, Conflict
 from marketsrv.market import Instrument
-from marketsrv.trading import events
-from marketsrv.trading.outbox import outbox
+from marketsrv.trading.events import UserEvents
 from marketsrv.trading.views import OPEN, order_row
 from marketsrv.trading.wallet import get_wallet, post_ledger
-from marketsrv.units import iso_ms, kes
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,7 @@ class Fill:
     created_ms: int  # the trade's time
 
 
-def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
+def accept(conn: sqlite3.Connection, out: UserEvents, o: NewOrder) -> tuple[sqlite3.Row, bool]:
     """Insert the order and its hold; (row, True) if new, (existing row, False) if a retry."""
     if o.client_order_id is not None:
         row = conn.execute(
@@ -103,15 +101,15 @@ def accept(conn: sqlite3.Connection, o: NewOrder) -> tuple[sqlite3.Row, bool]:
          o.note, now, now),
     )  # fmt: skip
     order_id = int(cur.lastrowid or 0)
-    events.order_changed(conn, order_id, now, fills=False)
+    out.order(o.user_id, order_id)
     if o.side == "buy":  # the hold
-        events.wallet_changed(conn, o.user_id, now)
+        out.wallet(o.user_id)
     else:
-        events.holding_changed(conn, o.user_id, o.symbol, now)
+        out.holding(o.user_id, o.symbol)
     return order_row(conn, order_id), True
 
 
-def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
+def apply_fill(conn: sqlite3.Connection, out: UserEvents, f: Fill) -> int:
     """Cash, shares, hold release and realized P&L of one fill; returns the P&L in cents."""
     now = f.created_ms
     order = order_row(conn, f.order_id)
@@ -166,16 +164,15 @@ def apply_fill(conn: sqlite3.Connection, f: Fill) -> int:
         " updated_at = ? WHERE id = ?",
         (filled, notional, status, now, f.order_id),
     )
-    outbox(conn, "fill", f.user_id, {
-        "id": fill_id, "order_id": f.order_id, "symbol": f.symbol, "side": f.side,
-        "price": kes(f.price_cents), "quantity": f.quantity, "realized_pnl": kes(pnl),
-        "trade_id": f.trade_id, "created_at": iso_ms(now),
-    }, now)  # fmt: skip
+    out.fill(f.user_id, [fill_id, f.order_id, f.symbol, f.side, f.price_cents, f.quantity, pnl,
+                         f.trade_id, now])  # fmt: skip
+    out.order(f.user_id, f.order_id)
+    out.account(f.user_id, f.symbol)
     return pnl
 
 
 def close_order(
-    conn: sqlite3.Connection, order_id: int, status: str, note: str, now: int
+    conn: sqlite3.Connection, out: UserEvents, order_id: int, status: str, note: str, now: int
 ) -> sqlite3.Row:
     """End an order (cancelled, failed, or the unfilled rest of an IOC): release what it holds."""
     order = order_row(conn, order_id)
@@ -196,11 +193,11 @@ def close_order(
         " WHERE id = ?",
         (status, note, now, order_id),
     )
-    events.order_changed(conn, order_id, now)
+    out.order(order["user_id"], order_id)
     if order["held_cents"]:  # the hold released
-        events.wallet_changed(conn, order["user_id"], now)
+        out.wallet(order["user_id"])
     if order["held_shares"]:
-        events.holding_changed(conn, order["user_id"], order["symbol"], now)
+        out.holding(order["user_id"], order["symbol"])
     return order_row(conn, order_id)
 
 
@@ -233,54 +230,46 @@ def user_of(owner: str | None) -> int | None:
 
 def settle(
     conn: sqlite3.Connection,
+    out: UserEvents,
     inst: Instrument,
     result: OrderResult,
     taker_id: int | None,
     now: int,
 ) -> None:
     """Record what the book did with one order, in one pass: every trade's fills on the user
-    sides (fill rows, cash postings, holdings, P&L, order statuses, outbox rows), the user's
+    sides (fill rows, cash postings, holdings, P&L, order statuses, their events), the user's
     resting orders the self-trade rule cancelled, and how the taker ended (`taker_id` None: a
     simulated taker, whose fills against users' resting orders are recorded alone, or the
     opening auction, where both sides rested and the buy side is recorded as the taker)."""
     symbol = inst.symbol
-    filled: set[int] = set()  # orders that filled: each ends with an order event
-    users: set[int] = set()  # users whose cash and holding changed: each ends with both
     for trade in result.trades:
         price = trade.price  # cents, like every price in the books
         maker_user = user_of(trade.maker_owner)
         if maker_user is not None:
-            apply_fill(conn, Fill(-trade.maker_order_id, maker_user, symbol,
-                                  trade.aggressor.opposite.value, price, trade.quantity,
-                                  trade.trade_id, trade.timestamp_ms))  # fmt: skip
+            apply_fill(conn, out, Fill(-trade.maker_order_id, maker_user, symbol,
+                                       trade.aggressor.opposite.value, price, trade.quantity,
+                                       trade.trade_id, trade.timestamp_ms))  # fmt: skip
             release_unused(conn, -trade.maker_order_id)
-            filled.add(-trade.maker_order_id)
-            users.add(maker_user)
         taker_user = user_of(trade.taker_owner)
         if taker_user is not None:
             order_id = taker_id if taker_id is not None else -trade.taker_order_id
-            apply_fill(conn, Fill(order_id, taker_user, symbol, trade.aggressor.value,
-                                  price, trade.quantity, trade.trade_id,
-                                  trade.timestamp_ms))  # fmt: skip
+            apply_fill(conn, out, Fill(order_id, taker_user, symbol, trade.aggressor.value,
+                                       price, trade.quantity, trade.trade_id,
+                                       trade.timestamp_ms))  # fmt: skip
             if taker_id is None:  # an auction's buy side, which rested like a maker
                 release_unused(conn, order_id)
-            filled.add(order_id)
-            users.add(taker_user)
     for resting_id, _ in result.self_trade_cancels:
         note = "cancelled: it would have traded with another order of yours (self-trade prevention)"
-        close_order(conn, -resting_id, "cancelled", note, now)
+        close_order(conn, out, -resting_id, "cancelled", note, now)
     if taker_id is not None and result.cancelled:
-        _end_taker(conn, taker_id, result, now)  # its order event comes from close_order
-        filled.discard(taker_id)
+        _end_taker(conn, out, taker_id, result, now)
     elif taker_id is not None:
         release_unused(conn, taker_id)
-    for order_id in sorted(filled):
-        events.order_changed(conn, order_id, now)
-    for user_id in sorted(users):
-        events.account_changed(conn, user_id, symbol, now)
 
 
-def _end_taker(conn: sqlite3.Connection, taker_id: int, result: OrderResult, now: int) -> None:
+def _end_taker(
+    conn: sqlite3.Connection, out: UserEvents, taker_id: int, result: OrderResult, now: int
+) -> None:
     """Close what of a user's incoming order neither filled nor rests."""
     row = order_row(conn, taker_id)
     if result.filled:
@@ -292,4 +281,4 @@ def _end_taker(conn: sqlite3.Connection, taker_id: int, result: OrderResult, now
         status, note = "failed", "no liquidity within the market order's price collar or limit"
     else:
         status, note = "cancelled", "immediate or cancel: nothing to trade at this price"
-    close_order(conn, taker_id, status, note, now)
+    close_order(conn, out, taker_id, status, note, now)

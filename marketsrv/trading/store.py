@@ -23,8 +23,9 @@ class Store:
         self.db = db
         self._readers = trio.CapacityLimiter(readers)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in the writer's next transaction; return once that transaction is durable.
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `work` in the writer's next transaction; return once that transaction committed
+        (synced to disk, unless `durable=False`: see storage.database).
 
         A cancelled caller does not cancel the write: it was queued and will commit; only the
         wait for its answer is abandoned.
@@ -37,7 +38,7 @@ class Store:
             outcome.extend((result, error))
             token.run_sync_soon(finished.set)
 
-        self.db.submit(work, done)
+        self.db.submit(work, done, durable=durable)
         await finished.wait()
         if outcome[1] is not None:
             raise outcome[1]

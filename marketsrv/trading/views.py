@@ -7,12 +7,14 @@ leaves here as JSON numbers of KES, times as ISO 8601 strings.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from marketsrv.errors import NotFound
 from marketsrv.units import iso_ms, iso_or_none
 
 OPEN = ("pending", "partially_filled")  # the statuses of an order that rests
+Record = sqlite3.Row | Mapping[str, Any]  # a row by column name
 
 
 def order_row(conn: sqlite3.Connection, order_id: int) -> sqlite3.Row:
@@ -44,7 +46,8 @@ _NOTES = {
 }
 
 
-def order_json(row: sqlite3.Row, fills: list[sqlite3.Row]) -> dict[str, Any]:
+def order_json(row: Record, fills: Sequence[Record]) -> dict[str, Any]:
+    """`row`: the order's columns (a row of `orders`, or its facts in the outbox, events.py)."""
     filled = row["filled_quantity"]
     average = round(row["filled_cents"] / filled / 100, 2) if filled else None
     price = row["price_cents"] / 100 if row["price_cents"] is not None else average

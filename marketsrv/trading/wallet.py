@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketsrv.errors import BadRequest, NotFound
+from marketsrv.trading.events import UserEvents
 from marketsrv.trading.money import MAX_DEPOSIT_CENTS, parse_cents
-from marketsrv.trading.outbox import outbox
 from marketsrv.units import kes
 
 
@@ -79,7 +79,9 @@ def amount_cents(raw: object) -> int:
 def deposit(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wallet:
     post_ledger(conn, user_id, "deposit", cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, "wallet", user_id, wallet.figures(), now)
+    events = UserEvents(now)
+    events.wallet(user_id)
+    events.write(conn)
     return wallet
 
 
@@ -88,5 +90,7 @@ def withdraw(conn: sqlite3.Connection, user_id: int, cents: int, now: int) -> Wa
         raise BadRequest("insufficient_funds", "Insufficient funds")
     post_ledger(conn, user_id, "withdrawal", -cents, now)
     wallet = get_wallet(conn, user_id)
-    outbox(conn, "wallet", user_id, wallet.figures(), now)
+    events = UserEvents(now)
+    events.wallet(user_id)
+    events.write(conn)
     return wallet
