@@ -18,7 +18,7 @@ from quart_schema import Info, QuartSchema, security_scheme_blueprint
 from quart_trio import QuartTrio
 
 from marketsrv import __version__
-from marketsrv.api import register_error_handlers, stocks_blueprint
+from marketsrv.api import register_error_handlers, screen, stocks_blueprint
 from marketsrv.api.access_log import AccessLog
 from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.admin import blueprint as admin_blueprint
@@ -121,7 +121,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def create_app(runtime: Runtime) -> QuartTrio:
-    app = QuartTrio("marketsrv")
+    app = QuartTrio("marketsrv", static_folder=None)  # the page's files: api/screen.py
     app.request_class = json_request_class(app.request_class)  # type: ignore[assignment]
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
@@ -147,6 +147,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(trading_blueprint)
     app.register_blueprint(portfolio_blueprint)
     app.register_blueprint(admin_blueprint)
+    app.register_blueprint(screen.blueprint_for(screen.load()))
     origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
     cors(
         app,

@@ -491,8 +491,19 @@ async def test_http_methods_head_options_and_unknown_routes(start_server: Server
                 assert response.status_code == 405, (method, path)
                 assert "allow" in response.headers
                 assert_error_body(response.json(), "method_not_allowed")
-            for path in ("/", "/api/", "/api/nothing-here/", "/ws/market/", "/api/stocks/SCOM/x/"):
+            for path in ("/api/", "/api/nothing-here/", "/ws/market/", "/api/stocks/SCOM/x/"):
                 assert_error_body(await rest(http, path, 404), "not_found")
+            for path in ("/static/nothing.js", "/static/../pyproject.toml"):
+                assert_error_body(await rest(http, path, 404), "not_found")
+            page = await http.get("/")  # the trading screen
+            assert page.status_code == 200 and page.text.startswith("<!doctype html>")
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+            etag = page.headers["etag"]
+            again = await http.get("/", headers={"If-None-Match": etag})
+            assert again.status_code == 304 and again.content == b""
+            module = await http.get("/static/js/marketsrv.js")
+            assert module.headers["content-type"].startswith("text/javascript")
+            assert "export class Client" in module.text
 
 
 async def test_get_on_batch_is_method_not_allowed(start_server: ServerFactory) -> None:

@@ -1,0 +1,107 @@
+// The order book ladder (bids and asks side by side, depth bars, the spread; the user's own
+// resting prices in bold) and the recent trades tape of the selected symbol.
+import { $, el, fmtMoney, fmtQty, fmtTime, perFrame, setText } from "./util.js";
+
+const TAPE_ROWS = 60;
+
+export class BookView {
+  constructor() {
+    this.body = $("book");
+    this.spread = $("book-spread");
+    /** @type {{bids: Set<number>, asks: Set<number>}} the user's resting prices here */
+    this.mine = { bids: new Set(), asks: new Set() };
+    this.rows = [];
+    this.render = perFrame((book) => this.draw(book));
+    this.book = null;
+  }
+
+  clear() {
+    this.book = null;
+    this.body.replaceChildren();
+    this.rows = [];
+    setText(this.spread, "—");
+  }
+
+  /** @param {import("../marketsrv.js").Book} book */
+  show(book) {
+    this.book = book;
+    this.render(book);
+  }
+
+  /** Prices at which the user has open orders in this symbol. */
+  setMine(bids, asks) {
+    this.mine = { bids: new Set(bids), asks: new Set(asks) };
+    if (this.book) this.render(this.book);
+  }
+
+  row() {
+    const cell = (cls) => {
+      const bar = el("span", { class: `depth ${cls}`, "aria-hidden": "true" });
+      const value = el("span", { class: "v" });
+      return { td: el("td", { class: "num" }, bar, value), bar, value };
+    };
+    const r = { bq: cell("b"), bp: cell("x"), ap: cell("x"), aq: cell("a") };
+    r.bp.td.classList.add("bid");
+    r.ap.td.classList.add("ask");
+    r.tr = el("tr", {}, r.bq.td, r.bp.td, r.ap.td, r.aq.td);
+    return r;
+  }
+
+  draw(book) {
+    const n = Math.max(book.bids.length, book.asks.length);
+    while (this.rows.length < n) {
+      const r = this.row();
+      this.rows.push(r);
+      this.body.append(r.tr);
+    }
+    while (this.rows.length > n) this.rows.pop().tr.remove();
+    const top = Math.max(1, ...book.bids.map((l) => l.quantity), ...book.asks.map((l) => l.quantity));
+    this.rows.forEach((r, i) => {
+      const b = book.bids[i];
+      const a = book.asks[i];
+      setText(r.bq.value, b ? fmtQty(b.quantity) : "");
+      setText(r.bp.value, b ? fmtMoney(b.price) : "");
+      setText(r.ap.value, a ? fmtMoney(a.price) : "");
+      setText(r.aq.value, a ? fmtQty(a.quantity) : "");
+      r.bq.bar.style.width = b ? `${(100 * b.quantity) / top}%` : "0";
+      r.aq.bar.style.width = a ? `${(100 * a.quantity) / top}%` : "0";
+      r.bp.td.classList.toggle("mine", !!b && this.mine.bids.has(b.price));
+      r.ap.td.classList.toggle("mine", !!a && this.mine.asks.has(a.price));
+    });
+    const bid = book.bids[0]?.price;
+    const ask = book.asks[0]?.price;
+    if (bid !== undefined && ask !== undefined) {
+      const mid = (bid + ask) / 2;
+      setText(this.spread, `Spread ${fmtMoney(ask - bid)} (${((10000 * (ask - bid)) / mid).toFixed(1)} bps) · seq ${book.seq}`);
+    } else {
+      setText(this.spread, `One side is empty · seq ${book.seq}`);
+    }
+  }
+}
+
+export class Tape {
+  constructor() {
+    this.body = $("tape");
+    this.ids = new Set();
+  }
+
+  /** The newest trades first, from GET .../trades/ (replaces what is shown). */
+  load(trades) {
+    this.body.replaceChildren();
+    this.ids.clear();
+    for (const t of [...trades].reverse()) this.add(t);
+  }
+
+  /** One trade (from the stream, or from a reload after a reconnect: each id is shown once). */
+  add(t) {
+    if (this.ids.has(t.id)) return;
+    this.ids.add(t.id);
+    const row = el("tr", {},
+      el("td", {}, fmtTime(t.timestamp)),
+      el("td", { class: `num ${t.side}` }, fmtMoney(t.price)),
+      el("td", { class: "num" }, fmtQty(t.quantity)));
+    this.body.prepend(row);
+    while (this.body.rows.length > TAPE_ROWS) this.body.lastElementChild.remove();
+    if (this.ids.size > TAPE_ROWS * 4) this.ids = new Set([...this.ids].slice(-TAPE_ROWS * 2));
+  }
+}
