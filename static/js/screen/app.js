@@ -200,8 +200,11 @@ async function signedIn(me) {
   $("sign-out").hidden = false;
   $("account-hint").hidden = true;
   userStream?.close();
+  let loaded = false; // read over REST once; after a reconnect the stream resumes instead
   userStream = api.userStream({
-    onReady: () => account.load().catch(report),
+    onReady: () => {
+      if (!loaded) account.load().then(() => { loaded = true; }, report);
+    },
     onResync: () => account.load().catch(report),
     onEvent: (frame) => account.event(frame),
     onState: (s, why) => {

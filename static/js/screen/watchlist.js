@@ -1,6 +1,6 @@
 // The watchlist: every symbol's price, change and change percent, flashing as it moves, with
-// each symbol's state (a halted one is marked). Rows are buttons for the keyboard: Enter or
-// Space selects, the arrow keys move.
+// each symbol's state (a halted one is marked). For the keyboard the list is one tab stop: the
+// arrow keys move between rows, Enter or Space selects.
 import { $, el, fmtMoney, fmtPct, fmtSigned, setSigned, setText } from "./util.js";
 
 export class Watchlist {
@@ -27,7 +27,7 @@ export class Watchlist {
       const change = el("td", { class: "num" });
       const pct = el("td", { class: "num" });
       const row = el("tr", {
-        tabindex: "0", role: "button", "data-symbol": s.symbol, "aria-selected": "false",
+        tabindex: "-1", role: "button", "data-symbol": s.symbol, "aria-selected": "false",
         title: s.name, onclick: () => this.onSelect(s.symbol),
       }, el("td", {}, s.symbol), price, change, pct);
       this.body.append(row);
@@ -70,8 +70,12 @@ export class Watchlist {
     }
   }
 
+  /** The selected row is the list's one tab stop; the arrow keys move within it. */
   select(symbol) {
-    for (const [s, r] of this.rows) r.row.setAttribute("aria-selected", String(s === symbol));
+    for (const [s, r] of this.rows) {
+      r.row.setAttribute("aria-selected", String(s === symbol));
+      r.row.tabIndex = s === symbol ? 0 : -1;
+    }
     this.selected = symbol;
   }
 
@@ -90,7 +94,11 @@ export class Watchlist {
       e.preventDefault();
       let next = e.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
       while (next && next.hidden) next = e.key === "ArrowDown" ? next.nextElementSibling : next.previousElementSibling;
-      next?.focus();
+      if (next) {
+        row.tabIndex = -1;
+        next.tabIndex = 0;
+        next.focus();
+      }
     }
   }
 }
