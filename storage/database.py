@@ -8,12 +8,6 @@ request is acknowledged only after the transaction holding it is durable (with
 savepoint alone; the others in the batch still commit. With `group_commit=False` every request
 gets a transaction and an fsync of its own (the benchmark's baseline).
 
-A request may be submitted with `durable=False`: one nobody is told of yet, which a later durable
-request will follow (an order's acceptance, before its settlement). A batch of such requests
-alone commits with `synchronous=NORMAL`, without an fsync: in WAL mode it still survives the
-process being killed, and the next durable commit's fsync of the log covers it against a power
-loss too. So an order is made durable by one fsync, not two.
-
 Reads run on a connection per calling thread (`read(work)`), in WAL mode, so they never wait for
 the writer. `close()` stops taking requests, drains the queue, and closes every connection.
 """
@@ -42,7 +36,6 @@ log = logging.getLogger("storage")
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 Done = Callable[[Any, BaseException | None], None]
-Request = tuple[Work, Done, bool]  # the work, its callback, durable?
 
 
 class Database:
@@ -60,8 +53,7 @@ class Database:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch if group_commit else 1
-        self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
-        self._level = self.synchronous  # the writer connection's synchronous level now
+        self._queue: queue.SimpleQueue[tuple[Work, Done] | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()  # orders submit() against close()
         self._local = threading.local()
@@ -158,17 +150,15 @@ class Database:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def submit(self, work: Work, done: Done, *, durable: bool = True) -> None:
+    def submit(self, work: Work, done: Done) -> None:
         """Queue `work(conn)`; `done(result, error)` is called from the writer thread once the
-        transaction that ran it committed (or failed). `durable=False`: its commit need not
-        be synced to disk, a durable request after it will be. Raises StorageClosed after
-        close()."""
+        transaction that ran it committed (or failed). Raises StorageClosed after close()."""
         with self._lock:
             if self._closed or self._writer is None:
                 raise StorageClosed("the database is closed")
-            self._queue.put((work, done, durable))
+            self._queue.put((work, done))
 
-    def write(self, work: Work, *, durable: bool = True) -> Any:
+    def write(self, work: Work) -> Any:
         """`submit` for callers that may block (tests, the CLI): wait and return the result."""
         finished = threading.Event()
         outcome: list[Any] = []
@@ -177,7 +167,7 @@ class Database:
             outcome.extend((result, error))
             finished.set()
 
-        self.submit(work, done, durable=durable)
+        self.submit(work, done)
         finished.wait()
         if outcome[1] is not None:
             raise outcome[1]
@@ -187,7 +177,7 @@ class Database:
         stopping = False
         while not stopping:
             first = self._queue.get()
-            batch: list[Request] = []
+            batch: list[tuple[Work, Done]] = []
             if first is None:
                 stopping = True
             else:
@@ -215,12 +205,11 @@ class Database:
                         item[1](None, StorageClosed("the database closed"))
         conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Request]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Work, Done]]) -> None:
         outcomes: list[tuple[Done, Any, BaseException | None]] = []
         try:
-            self._sync_for(conn, any(durable for _, _, durable in batch))
             conn.execute("BEGIN IMMEDIATE")
-            for work, done, _ in batch:
+            for work, done in batch:
                 conn.execute("SAVEPOINT request")
                 try:
                     result = work(conn)
@@ -237,7 +226,7 @@ class Database:
             log.exception("a write transaction failed; %d requests are refused", len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(done, None, exc) for _, done, _ in batch]
+            outcomes = [(done, None, exc) for _, done in batch]
         else:
             self.commits += 1
             if self.on_commit is not None:
@@ -250,15 +239,6 @@ class Database:
                 done(result, error)
             except Exception:
                 log.exception("a write completion callback failed")
-
-    def _sync_for(self, conn: sqlite3.Connection, durable: bool) -> None:
-        """The level of the next commit (set between transactions: SQLite refuses it inside)."""
-        level = self.synchronous
-        if not durable and level in ("FULL", "EXTRA"):
-            level = "NORMAL"
-        if level != self._level:
-            conn.execute(f"PRAGMA synchronous = {level}")
-            self._level = level
 
     # -- reads -------------------------------------------------------------------------------
 

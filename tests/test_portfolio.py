@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from marketsrv.app import create_app
@@ -186,6 +187,26 @@ async def test_the_activity_lists_everything_newest_first_and_a_reset_starts_aga
     assert [a["type"] for a in page["results"]] == ["reset", "deposit"]  # its cash, same ms
     refused = await env.call("POST", "/api/trading/account/reset/", token, {"cash": -1}, 400)
     assert refused["code"] == "invalid_cash"
+
+
+async def test_a_reset_tells_the_stream_of_each_cancelled_order_as_it_was(env: Env) -> None:
+    """The reset archives the orders (and clears their client ids) in its own transaction: the
+    `order.cancelled` events are written before that, with the order as its owner knew it."""
+    from marketsrv.private.relay import _history
+
+    token = await env.user("ria", cash=50_000)
+    body = {"symbol": "SCOM", "side": "buy", "quantity": 10, "price": "26.00",
+            "client_order_id": "mine-1"}  # fmt: skip
+    placed = await env.call("POST", "/api/trading/orders/", token, body, 201)
+    await env.call("POST", "/api/trading/account/reset/", token, {"cash": 1000}, 200)
+    me = await env.call("GET", "/api/accounts/me/", token)
+    history = env.trading.store.db.read(lambda conn: _history(conn, me["id"], 0, 100))
+    frames = [orjson.loads(event[3]) for event in history.events]
+    kinds = [f["type"] for f in frames]
+    cancelled = [f["data"] for f in frames if f["type"] == "order.cancelled"]
+    assert [(o["id"], o["client_order_id"]) for o in cancelled] == [(placed["id"], "mine-1")]
+    assert kinds.index("order.cancelled") < kinds.index("account.reset")
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
 
 
 async def test_a_reset_never_gives_an_order_or_fill_id_again(env: Env) -> None:

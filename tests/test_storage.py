@@ -173,39 +173,6 @@ def test_synchronous_is_checked(tmp_path: Path) -> None:
     db.close()
 
 
-def level(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA synchronous").fetchone()[0])  # 1 NORMAL, 2 FULL
-
-
-def test_only_durable_requests_make_their_commit_sync(tmp_path: Path) -> None:
-    """An order's acceptance commits without an fsync (its settlement's will sync it); anything
-    a caller is told of is synced, and a batch holding both is synced whole."""
-    db = Database(tmp_path / "s.db")  # synchronous=FULL
-    db.open()
-    assert db.write(level, durable=False) == 1
-    assert db.write(level) == 2
-    _, release = hold_writer(db)
-    seen: list[Any] = []
-    both = threading.Event()
-
-    def note(result: Any, error: BaseException | None) -> None:
-        seen.append(result)
-        if len(seen) == 2:
-            both.set()
-
-    db.submit(level, note, durable=False)
-    db.submit(level, note)
-    release.set()
-    assert both.wait(10)
-    assert seen == [2, 2]  # one batch, synced
-    assert db.write(level, durable=False) == 1
-    db.close()
-    normal = Database(tmp_path / "n.db", synchronous="OFF")
-    normal.open()
-    assert normal.write(level, durable=False) == 0  # never more than the setting asks
-    normal.close()
-
-
 def test_events_written_before_version_5_are_still_served(tmp_path: Path) -> None:
     """Version 5 keeps one row per user and write, with each event's facts; the events the
     outbox held before (one row each, their JSON) are moved over and resumed as they were."""

@@ -95,6 +95,7 @@ def reset(
         (user_id,),
     ).fetchall():
         close_order(conn, out, order_id, "cancelled", note, now)  # its event, its hold released
+    out.write(conn)  # the cancelled orders as they are, before they move to the archive
     symbols = [
         s for (s,) in conn.execute("SELECT symbol FROM holdings WHERE user_id = ?", (user_id,))
     ]

@@ -81,7 +81,9 @@ class UserEvents:
         self.holding(user_id, symbol)
 
     def write(self, conn: sqlite3.Connection) -> None:
-        """Read what changed, as it is now, and write one outbox row per user."""
+        """Read what changed, as it is now, and write one outbox row per user; then start
+        gathering again (a write that changes what the events read, after naming them, writes
+        them first: an account reset, before it archives the orders)."""
         by_user: dict[int, list[outbox.Event]] = {}
         for user_id, made in self._fills.items():
             by_user.setdefault(user_id, []).extend(("fill", f) for f in made)
@@ -110,6 +112,8 @@ class UserEvents:
             )
         for user_id, events in by_user.items():
             outbox.append(conn, user_id, events, self.now)
+        self._fills, self._orders, self._resets = {}, {}, {}
+        self._wallets, self._holdings = {}, {}
 
 
 def render(topic: str, facts: Any) -> dict[str, Any]:

@@ -84,11 +84,8 @@ class Orders:
         ticket = self._tickets
         self._accepting.setdefault(uid, set()).add(ticket)
         try:
-            # Not synced on its own: the settlement's durable commit comes after it and syncs
-            # both (storage.database), and nobody hears of the order before that.
             row, created = await self.store.write(
-                recording(order.created_ms, lambda conn, out: settlement.accept(conn, out, order)),
-                durable=False,
+                recording(order.created_ms, lambda conn, out: settlement.accept(conn, out, order))
             )
             if created:  # in flight before the acceptance is let go: no await in between
                 self._in_flight[row["id"]] = uid
@@ -97,8 +94,7 @@ class Orders:
             if not self._accepting[uid]:
                 del self._accepting[uid]
             self._settled.unpark_all()
-        if not created:  # a retry: its order is answered, so it must be on disk first
-            await self.store.write(lambda conn: None)
+        if not created:
             return await self.get(order.user_id, row["id"]), False
         order_id = row["id"]
         try:

@@ -23,9 +23,8 @@ class Store:
         self.db = db
         self._readers = trio.CapacityLimiter(readers)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        """Run `work` in the writer's next transaction; return once that transaction committed
-        (synced to disk, unless `durable=False`: see storage.database).
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in the writer's next transaction; return once that transaction is durable.
 
         A cancelled caller does not cancel the write: it was queued and will commit; only the
         wait for its answer is abandoned.
@@ -38,7 +37,7 @@ class Store:
             outcome.extend((result, error))
             token.run_sync_soon(finished.set)
 
-        self.db.submit(work, done, durable=durable)
+        self.db.submit(work, done)
         await finished.wait()
         if outcome[1] is not None:
             raise outcome[1]
