@@ -284,6 +284,22 @@ def test_the_page_shows_an_outage_reconnects_and_catches_up(page: Page, server: 
     page.at_least("#book tr", 5)
 
 
+def test_a_revoked_token_signs_the_page_out(page: Page) -> None:
+    p = page.open("/#SCOM")
+    page.sign_in()
+    p.wait_for_selector("#link-user[data-state=open]")
+    token = p.evaluate("localStorage.getItem('marketsrv.token')")
+    # A logout elsewhere revokes the token: its socket is closed with 4002, the page signs out.
+    out = httpx.post(
+        f"{page.server.url}/api/accounts/logout/", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert out.status_code == 200
+    p.wait_for_selector("#sign-in:not([hidden])")
+    p.wait_for_selector("#auth[open]")
+    assert p.evaluate("localStorage.getItem('marketsrv.token')") is None
+    assert text(p, "#wallet-balance") == "—" and p.locator("#open-orders tr").count() == 0
+
+
 @pytest.mark.parametrize("width, height, name", [(1400, 1000, "desktop"), (390, 844, "phone")])
 def test_screenshots_of_the_main_screen(
     browser: Any, server: Server, width: int, height: int, name: str

@@ -43,7 +43,7 @@ PAGE_HEADERS = {
         "default-src 'self'; script-src 'self'; img-src 'self' data:;"
         # The one <style> element the chart library adds (its attribution logo), by its hash.
         f" style-src 'self' '{CHART_STYLE}';"
-        " connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

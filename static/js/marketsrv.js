@@ -45,6 +45,9 @@ export class Client {
   constructor({ baseUrl = globalThis.location?.origin ?? "", token = null } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, "");
     /** @type {string|null} */ this.token = token;
+    /** Called when a call with the token is answered 401 (expired or revoked): sign out there.
+     * @type {((error: ApiError) => void)|null} */
+    this.onUnauthorized = null;
   }
 
   /**
@@ -66,7 +69,11 @@ export class Client {
     const text = await response.text();
     let parsed = null;
     try { parsed = text ? JSON.parse(text) : null; } catch { parsed = { message: text }; }
-    if (!response.ok) throw new ApiError(response.status, parsed || {});
+    if (!response.ok) {
+      const error = new ApiError(response.status, parsed || {});
+      if (response.status === 401 && this.token) this.onUnauthorized?.(error);
+      throw error;
+    }
     return parsed;
   }
 
@@ -237,6 +244,7 @@ export class SymbolStream extends Link {
     /** @type {Map<number, number>} */ this.bids = new Map();
     /** @type {Map<number, number>} */ this.asks = new Map();
     this.seq = -1; // no book yet: updates wait for a snapshot
+    this.chained = false; // an update was applied since the snapshot
   }
 
   /** Show `symbol` with `depth` levels a side (1 to 50). */
@@ -276,13 +284,16 @@ export class SymbolStream extends Link {
     this.bids = new Map(book.bids.map((l) => [l.price, l.quantity]));
     this.asks = new Map(book.asks.map((l) => [l.price, l.quantity]));
     this.seq = book.seq;
+    this.chained = false;
     this.emit(book.timestamp);
   }
 
   update(diff) {
     if (this.seq < 0) return; // waiting for the snapshot asked for
     if (diff.seq <= this.seq) return; // older than the book we have
-    if (diff.prev_seq > this.seq) {
+    // The first update after a snapshot may start before it (prev_seq <= seq); each later one
+    // must start exactly where the last ended. Anything else is a break in the chain.
+    if (this.chained ? diff.prev_seq !== this.seq : diff.prev_seq > this.seq) {
       // A gap: updates were missed. Ask for the whole book again and wait for it.
       this.gaps += 1;
       this.seq = -1;
@@ -297,6 +308,7 @@ export class SymbolStream extends Link {
       }
     }
     this.seq = diff.seq;
+    this.chained = true;
     this.emit(diff.timestamp);
   }
 
@@ -342,7 +354,18 @@ export class UserStream extends Link {
       this.lastSeq = frame.data.seq;
       return this.handlers.onResync?.(frame.data);
     }
-    if (typeof frame.seq !== "number") return; // pong, error
+    if (frame.type === "error") {
+      // `invalid_after`: the server has fewer events than we thought (a restored backup): it
+      // goes on from its last one. `event_unreadable` stands for one event. Either way, read
+      // the state again and follow from the server's number.
+      const seq = frame.data?.code === "invalid_after" ? frame.data.seq : frame.seq;
+      if (typeof seq === "number") {
+        this.lastSeq = seq;
+        this.handlers.onResync?.(frame.data);
+      }
+      return;
+    }
+    if (typeof frame.seq !== "number") return; // pong
     if (this.lastSeq !== null && frame.seq <= this.lastSeq) return; // seen already
     this.lastSeq = frame.seq;
     this.handlers.onEvent?.(frame);

@@ -26,8 +26,11 @@ export class Account {
     this.summary = null;
     this.period = "1M";
     this.equity = null;
-    this.refreshFigures = debounce(() => this.loadFigures(), 400);
-    this.refreshActivity = debounce(() => this.loadActivity(), 400);
+    this.session = 0; // counts sign-ins and sign-outs: an answer for an older one is dropped
+    this.events = 0; // counts events: a REST read that an event overtook is read again
+    const quietly = (read) => debounce(() => { if (this.wallet) read().catch(() => {}); }, 400);
+    this.refreshFigures = quietly(() => this.loadFigures());
+    this.refreshActivity = quietly(() => this.loadActivity());
     $("cash-form").addEventListener("submit", (e) => this.moveCash(e));
     $("open-orders").addEventListener("click", (e) => {
       const id = e.target.closest("button[data-cancel]")?.dataset.cancel;
@@ -37,18 +40,25 @@ export class Account {
       b.addEventListener("click", () => {
         this.period = b.dataset.period;
         for (const o of document.querySelectorAll("[data-period]")) o.setAttribute("aria-pressed", String(o === b));
-        this.loadHistory();
+        if (this.wallet) this.loadHistory().catch(() => {});
       });
     }
   }
 
   /** Everything, over REST (at sign-in, and when the stream says events were lost). */
   async load() {
-    const [wallet, pending, partial] = await Promise.all([
-      this.api.get("/api/trading/wallet/"),
-      this.api.get("/api/trading/orders/list/?status=pending&page_size=100"),
-      this.api.get("/api/trading/orders/list/?status=partially_filled&page_size=100"),
-    ]);
+    const session = this.session;
+    let wallet, pending, partial;
+    for (let tries = 0; tries < 3; tries += 1) {
+      const events = this.events;
+      [wallet, pending, partial] = await Promise.all([
+        this.api.get("/api/trading/wallet/"),
+        this.api.get("/api/trading/orders/list/?status=pending&page_size=100"),
+        this.api.get("/api/trading/orders/list/?status=partially_filled&page_size=100"),
+      ]);
+      if (events === this.events) break; // no event came meanwhile: this read is current
+    }
+    if (session !== this.session) return;
     this.wallet = wallet;
     this.orders = new Map([...pending.results, ...partial.results].map((o) => [o.id, o]));
     await Promise.all([this.loadFigures(), this.loadActivity()]);
@@ -57,6 +67,8 @@ export class Account {
   }
 
   clear() {
+    this.session += 1;
+    this.equity?.clear();
     this.wallet = null;
     this.holdings.clear();
     this.orders.clear();
@@ -69,32 +81,39 @@ export class Account {
   }
 
   async loadFigures() {
+    const session = this.session;
     const [summary, metrics] = await Promise.all([
       this.api.get("/api/trading/portfolio/summary/"),
       this.api.get("/api/trading/portfolio/metrics/"),
     ]);
+    if (session !== this.session) return;
     this.summary = summary.summary;
     this.holdings = new Map(summary.holdings.map((h) => [h.symbol, { ...h, serverPrice: h.current_price, dayPnl: h.day_pnl }]));
     this.drawMetrics(metrics);
     this.draw();
-    if (!$("view-performance").hidden) this.loadHistory();
+    if (!$("view-performance").hidden) await this.loadHistory();
   }
 
   async loadActivity() {
+    const session = this.session;
     const page = await this.api.get("/api/trading/activities/?page_size=30");
+    if (session !== this.session) return;
     $("activity").replaceChildren(...page.results.map((a) => el("li", {},
       el("time", { datetime: new Date(a.timestamp).toISOString() }, fmtDateTime(a.timestamp)),
       el("span", {}, a.description))));
   }
 
   async loadHistory() {
+    const session = this.session;
     const history = await this.api.get(`/api/trading/portfolio/history/?period=${this.period}`);
+    if (session !== this.session) return;
     this.equity ??= new EquityChart($("equity"));
     this.equity.show(history);
   }
 
   /** One event of the private stream. */
   event(frame) {
+    this.events += 1;
     const d = frame.data;
     if (frame.type === "wallet") {
       this.wallet = { ...this.wallet, ...d };
@@ -211,9 +230,11 @@ export class Account {
     const input = e.target.elements.amount;
     const error = $("err-amount");
     error.textContent = "";
+    input.removeAttribute("aria-invalid");
     const path = action === "deposit" ? "/api/trading/wallet/" : "/api/trading/wallet/withdraw/";
     try {
-      this.wallet = await this.api.post(path, { amount: input.value.trim() === "" ? null : input.value.trim() });
+      // Sent as typed: the server's words say what is wrong with it.
+      this.wallet = await this.api.post(path, { amount: input.value.trim() });
       input.value = "";
       this.drawWallet();
       this.draw();

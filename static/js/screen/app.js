@@ -21,7 +21,7 @@ let userStream = null;
 const everOpen = {}; // stream name -> it was open once
 const reconnecting = {}; // stream name -> lost after being open, trying again
 
-const watchlist = new Watchlist((symbol) => select(symbol));
+const watchlist = new Watchlist((symbol) => void select(symbol));
 const book = new BookView();
 const tape = new Tape();
 const chart = new CandleChart($("chart"), api);
@@ -92,12 +92,14 @@ async function select(symbol) {
   selected = symbol;
   watchlist.select(symbol);
   if (location.hash !== `#${symbol}`) history.replaceState(null, "", `#${symbol}`);
-  book.clear();
+  book.clear(symbol);
+  tape.clear();
   symbolStream.follow(symbol, depth);
   drawSymbol();
   ticket.stockChanged(stocks.get(symbol));
   markMine();
-  await Promise.all([refreshStock(symbol), chart.show(symbol, interval), loadTape(symbol)]);
+  await Promise.all([refreshStock(symbol), chart.show(symbol, interval), loadTape(symbol)])
+    .catch(report);
 }
 
 /** The stock's own figures that the stream does not carry (tick, limits) read again. */
@@ -120,7 +122,7 @@ function markMine() {
 function marketState(m) {
   setState($("market-state"), m.state);
   $("market-state").title = `trading day ${m.trading_day} (${m.calendar} calendar)`;
-  if (selected) refreshStock(selected); // a new day has new limits
+  if (selected) refreshStock(selected).catch(report); // a new day has new limits
 }
 
 // -- connections: shown, and caught up after an outage --------------------------------------------
@@ -129,6 +131,7 @@ function linkState(name, state, why) {
   const node = $(`link-${name}`);
   node.dataset.state = state;
   node.title = `${name} stream: ${state}${why ? ` (${why})` : ""}`;
+  node.setAttribute("aria-label", `${name} stream ${state === "open" ? "live" : state}`);
   if (state === "open") {
     if (reconnecting[name]) caughtUp(name);
     everOpen[name] = true;
@@ -160,7 +163,7 @@ const market = api.marketStream({
 const symbolStream = api.symbolStream({
   onBook: (b) => book.show(b),
   onTrade: (t) => tape.add(t),
-  onCandle: (c) => chart.candle(c),
+  onCandle: (c) => chart.candle(c)?.catch(report),
   onState: (s, why) => linkState("symbol", s, why),
 });
 
@@ -216,6 +219,7 @@ async function signedIn(me) {
 }
 
 function signedOut() {
+  const was = user !== null;
   user = null;
   api.token = null;
   localStorage.removeItem(TOKEN_KEY);
@@ -227,13 +231,18 @@ function signedOut() {
   $("sign-out").hidden = true;
   $("account-hint").hidden = false;
   linkState("user", "closed");
+  markMine();
   ticket.refresh();
+  if (was) openAuth();
 }
 
+/** A failed background read: a 401 signs out (Client.onUnauthorized); others are logged. */
 function report(error) {
-  if (error instanceof ApiError && error.status === 401) return signedOut();
+  if (error instanceof ApiError && error.status === 401) return;
+  if (error instanceof ApiError && error.code === "network") return; // the link states say it
   console.warn(error);
 }
+api.onUnauthorized = () => { if (user) signedOut(); };
 
 // -- the page ----------------------------------------------------------------------------------
 
@@ -265,7 +274,7 @@ async function main() {
   $("sign-out").addEventListener("click", () => { api.logout().catch(() => {}); signedOut(); });
   $("book-depth").addEventListener("change", (e) => {
     depth = Number(e.target.value);
-    if (selected) { book.clear(); symbolStream.follow(selected, depth); }
+    if (selected) { book.clear(selected); symbolStream.follow(selected, depth); }
   });
   for (const b of document.querySelectorAll("[data-interval]")) {
     b.addEventListener("click", () => {

@@ -15,7 +15,9 @@ export class BookView {
     this.book = null;
   }
 
-  clear() {
+  /** Empty, for `symbol` (a book of another symbol, even one queued to draw, is dropped). */
+  clear(symbol = null) {
+    this.symbol = symbol;
     this.book = null;
     this.body.replaceChildren();
     this.rows = [];
@@ -24,6 +26,7 @@ export class BookView {
 
   /** @param {import("../marketsrv.js").Book} book */
   show(book) {
+    if (book.symbol !== this.symbol) return;
     this.book = book;
     this.render(book);
   }
@@ -48,6 +51,7 @@ export class BookView {
   }
 
   draw(book) {
+    if (book !== this.book) return; // cleared (or replaced) since it was queued
     const n = Math.max(book.bids.length, book.asks.length);
     while (this.rows.length < n) {
       const r = this.row();
@@ -83,13 +87,24 @@ export class Tape {
   constructor() {
     this.body = $("tape");
     this.ids = new Set();
+    /** @type {any[]} the trades shown, oldest first */
+    this.shown = [];
   }
 
-  /** The newest trades first, from GET .../trades/ (replaces what is shown). */
-  load(trades) {
+  clear() {
     this.body.replaceChildren();
     this.ids.clear();
-    for (const t of [...trades].reverse()) this.add(t);
+    this.shown = [];
+  }
+
+  /** The newest trades first, from GET .../trades/, with the ones the stream brought meanwhile
+ * (the tape is cleared when the symbol changes). */
+  load(trades) {
+    const all = new Map([...trades, ...this.shown].map((t) => [t.id, t]));
+    this.body.replaceChildren();
+    this.ids.clear();
+    this.shown = [];
+    for (const t of [...all.values()].sort((a, b) => a.id - b.id).slice(-TAPE_ROWS)) this.add(t);
   }
 
   /** One trade (from the stream, or from a reload after a reconnect: each id is shown once). */
@@ -101,6 +116,8 @@ export class Tape {
       el("td", { class: `num ${t.side}` }, fmtMoney(t.price)),
       el("td", { class: "num" }, fmtQty(t.quantity)));
     this.body.prepend(row);
+    this.shown.push(t);
+    if (this.shown.length > TAPE_ROWS) this.shown.shift();
     while (this.body.rows.length > TAPE_ROWS) this.body.lastElementChild.remove();
     if (this.ids.size > TAPE_ROWS * 4) this.ids = new Set([...this.ids].slice(-TAPE_ROWS * 2));
   }

@@ -74,14 +74,15 @@ export class CandleChart {
     this.chart.timeScale().scrollToRealTime();
   }
 
-  /** A live one-minute candle of the shown symbol (the stream's `candle` frame). */
+  /** A live one-minute candle of the shown symbol (the stream's `candle` frame); a promise
+   * when it had to read the history again. */
   candle(c) {
     if (c.symbol !== this.symbol || this.loading === 0) return;
     const step = STEP_MS[this.interval];
     let start;
     if (step) start = Math.floor(c.time / step) * step;
     else if (this.last && c.time < this.last.start + 86_400_000) start = this.last.start; // 1d
-    else return void this.show(this.symbol, this.interval); // a new day: read its bar
+    else return this.show(this.symbol, this.interval); // a new day: read its bar
     let bar = this.last;
     if (!bar || start > bar.start) {
       bar = { start, open: c.open, high: c.high, low: c.low, close: c.close };
@@ -107,6 +108,10 @@ export class EquityChart {
   }
 
   /** GET /api/trading/portfolio/history/ */
+  clear() {
+    this.series.setData([]);
+  }
+
   show(history) {
     const points = history.timestamps.map((t, i) => ({ time: local(t), value: history.equity[i] }));
     this.series.setData(ascending(points));

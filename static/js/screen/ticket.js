@@ -103,9 +103,10 @@ export class Ticket {
     if (!stock) return;
     this.clearErrors();
     const v = this.values;
+    // Sent as typed: the server checks it and says what is wrong, by field.
     const body = { symbol: stock.symbol, side: v.side, order_type: v.order_type,
-      quantity: v.quantity === "" ? null : v.quantity, time_in_force: v.time_in_force };
-    if (v.order_type === "limit") body.price = v.price === "" ? null : v.price;
+      quantity: v.quantity, time_in_force: v.time_in_force };
+    if (v.order_type === "limit") body.price = v.price;
     const button = $("submit-order");
     button.disabled = true;
     try {

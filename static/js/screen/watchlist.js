@@ -27,7 +27,7 @@ export class Watchlist {
       const change = el("td", { class: "num" });
       const pct = el("td", { class: "num" });
       const row = el("tr", {
-        tabindex: "-1", role: "button", "data-symbol": s.symbol, "aria-selected": "false",
+        tabindex: "-1", role: "button", "data-symbol": s.symbol, "aria-current": "false",
         title: s.name, onclick: () => this.onSelect(s.symbol),
       }, el("td", {}, s.symbol), price, change, pct);
       this.body.append(row);
@@ -73,7 +73,7 @@ export class Watchlist {
   /** The selected row is the list's one tab stop; the arrow keys move within it. */
   select(symbol) {
     for (const [s, r] of this.rows) {
-      r.row.setAttribute("aria-selected", String(s === symbol));
+      r.row.setAttribute("aria-current", String(s === symbol));
       r.row.tabIndex = s === symbol ? 0 : -1;
     }
     this.selected = symbol;
@@ -82,6 +82,10 @@ export class Watchlist {
   filter(text) {
     const wanted = text.trim().toUpperCase();
     for (const [s, r] of this.rows) r.row.hidden = wanted !== "" && !s.includes(wanted) && !(r.row.title || "").toUpperCase().includes(wanted);
+    // The list's one tab stop must be a row that shows: the selected one, else the first.
+    const rows = [...this.rows.values()].map((r) => r.row);
+    const stop = rows.find((r) => !r.hidden && r.dataset.symbol === this.selected) || rows.find((r) => !r.hidden);
+    for (const r of rows) r.tabIndex = r === stop ? 0 : -1;
   }
 
   key(e) {
