@@ -22,6 +22,7 @@ from marketsrv.api import register_error_handlers, screen, stocks_blueprint
 from marketsrv.api.access_log import AccessLog
 from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.admin import blueprint as admin_blueprint
+from marketsrv.api.chat import blueprint as chat_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
@@ -33,6 +34,7 @@ from marketsrv.market.calendar import Calendar
 from marketsrv.market.instruments import universe_currency
 from marketsrv.memory import MarketMemory, MemorySettings
 from marketsrv.private import Relay, UserStreamRouter
+from marketsrv.private.chat import ChatRouter
 from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
@@ -140,12 +142,14 @@ def create_app(runtime: Runtime) -> QuartTrio:
     security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
     security_scheme_blueprint(admin_blueprint, [{"bearer": []}])
     security_scheme_blueprint(portfolio_blueprint, [{"bearer": []}])
+    security_scheme_blueprint(chat_blueprint, [{"bearer": []}])
     app.json = OrjsonProvider(app)  # after QuartSchema, which installs a provider of its own
     register_error_handlers(app)
     app.register_blueprint(stocks_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(trading_blueprint)
     app.register_blueprint(portfolio_blueprint)
+    app.register_blueprint(chat_blueprint)
     app.register_blueprint(admin_blueprint)
     app.register_blueprint(screen.blueprint_for(screen.load()))
     origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
@@ -206,6 +210,10 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
         router = UserStreamRouter(
             router, runtime.relay, runtime.trading_services, runtime.hub, limits,
             settings.ws_fast_path,
+        )  # fmt: skip
+        router = ChatRouter(
+            router, runtime.trading_services, runtime.hub, limits, settings.ws_fast_path,
+            runtime.presence, settings.chat_messages_per_minute,
         )  # fmt: skip
     app: ASGIApp = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
     return AccessLog(app) if settings.access_log else app

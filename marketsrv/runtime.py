@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import trio
 from quart import current_app
 
+from marketsrv.chat.presence import Presence
 from marketsrv.errors import Unavailable
 from marketsrv.market import Market, Simulator
 from marketsrv.market.days import keep_time
@@ -42,6 +43,7 @@ class Runtime:
     memory: MarketMemory | None = None
     relay: Relay | None = None  # the private stream's, when trading is on
     equity: EquityRecorder | None = None  # the accounts' equity snapshots
+    presence: Presence = field(default_factory=Presence)  # who is online in the chat
     # Lets `marketsrv scenario` act as an admin: written beside the database at start.
     operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started_monotonic: float = field(default_factory=time.monotonic)

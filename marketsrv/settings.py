@@ -91,6 +91,9 @@ class Settings:
     user_stream_max_resume: int = _setting(
         5000, "Most events a /ws/user/ resume replays; more: resync_required."
     )
+    chat_messages_per_minute: int = _setting(
+        30, "Direct messages a user may send a minute on /ws/chat/ (0: no limit)."
+    )
     trade_history: int = _setting(1000, "Recent trades kept in memory per symbol.")
     candle_history: int = _setting(1440, "One-minute candles kept in memory per symbol.")
     stream_interval_ms: int = _setting(
@@ -321,6 +324,8 @@ def validate(settings: Settings) -> Settings:
         problems.append("equity_interval_minutes must be 0.1 to 1440")
     if not 0 < settings.outbox_retention_days <= 3650:
         problems.append("outbox_retention_days must be above 0 and at most 3650")
+    if not 0 <= settings.chat_messages_per_minute <= 100_000:
+        problems.append("chat_messages_per_minute must be 0 to 100000")
     if not 1 <= settings.user_stream_max_resume <= 100_000:
         problems.append("user_stream_max_resume must be 1 to 100000")
     if settings.seed < -1:

@@ -228,6 +228,41 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX outbox_user_seq ON outbox(user_id, last_seq);
     CREATE INDEX outbox_created ON outbox(created_at);
     """,
+    # 6: direct messages between users: a thread per pair (user_low < user_high), its
+    # messages, how far each user has read each thread, and who blocked whom.
+    """
+    CREATE TABLE chat_threads (
+        id INTEGER PRIMARY KEY,
+        user_low INTEGER NOT NULL REFERENCES users(id),
+        user_high INTEGER NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        UNIQUE (user_low, user_high),
+        CHECK (user_low < user_high)
+    );
+    CREATE TABLE chat_messages (
+        id INTEGER PRIMARY KEY,
+        thread_id INTEGER NOT NULL REFERENCES chat_threads(id),
+        sender_id INTEGER NOT NULL REFERENCES users(id),
+        receiver_id INTEGER NOT NULL REFERENCES users(id),
+        text TEXT NOT NULL,
+        data TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX chat_messages_thread ON chat_messages(thread_id, id);
+    CREATE INDEX chat_messages_receiver ON chat_messages(receiver_id, thread_id, id);
+    CREATE TABLE chat_reads (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        thread_id INTEGER NOT NULL REFERENCES chat_threads(id),
+        last_read_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, thread_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE chat_blocks (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        blocked_id INTEGER NOT NULL REFERENCES users(id),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, blocked_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

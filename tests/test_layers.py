@@ -5,9 +5,10 @@ down (or stays inside its own package).
     storage   storage                                                    nothing of marketsrv
     1         marketsrv.engine                                           the order books, no I/O
     2         marketsrv.market                                           instruments, stats, sim
-    3         marketsrv.streams | marketsrv.trading | marketsrv.memory   none knows another
+    3         marketsrv.streams | .trading | .memory | .chat              none knows another
     4         marketsrv.runtime, marketsrv.private                      what a server owns;
-              (private: the user stream, joining trading's outbox to the streams' sockets)
+              (private: the signed-in sockets, /ws/user/ joining trading's outbox to the
+              streams' sockets and /ws/chat/ the chat's messages)
     5         marketsrv.api                                              REST over the runtime
     6         marketsrv.app, .server, .cli, .users_cli, .scenario_cli, .__main__   the top
 """
@@ -32,6 +33,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.streams": 3,
     "marketsrv.trading": 3,
     "marketsrv.memory": 3,
+    "marketsrv.chat": 3,
     "marketsrv.runtime": 4,
     "marketsrv.private": 4,
     "marketsrv.api": 5,
@@ -48,6 +50,9 @@ APART = {
     frozenset({"marketsrv.streams", "marketsrv.trading"}),
     frozenset({"marketsrv.streams", "marketsrv.memory"}),
     frozenset({"marketsrv.trading", "marketsrv.memory"}),
+    frozenset({"marketsrv.chat", "marketsrv.streams"}),
+    frozenset({"marketsrv.chat", "marketsrv.trading"}),
+    frozenset({"marketsrv.chat", "marketsrv.memory"}),
 }
 
 

@@ -54,7 +54,7 @@ async def test_every_operation_lists_its_success_and_error_responses(
 
 
 def _fill(path: str) -> str:
-    return path.replace("{symbol}", "SCOM").replace("{raw_id}", "1")
+    return path.replace("{symbol}", "SCOM").replace("{raw_id}", "1").replace("{raw_user}", "1")
 
 
 async def test_no_documented_operation_answers_405(

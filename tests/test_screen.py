@@ -300,6 +300,40 @@ def test_a_revoked_token_signs_the_page_out(page: Page) -> None:
     assert text(p, "#wallet-balance") == "—" and p.locator("#open-orders tr").count() == 0
 
 
+def test_two_traders_message_each_other(browser: Any, server: Server) -> None:
+    answer = httpx.post(f"{server.url}/api/accounts/register/",
+                        json={"username": "zoe", "password": "zoe-secret"})  # fmt: skip
+    assert answer.status_code == 201
+    demo = Page(browser, server, viewport={"width": 1400, "height": 1000})
+    zoe = Page(browser, server, viewport={"width": 1400, "height": 1000})
+    a, b = demo.open("/#SCOM"), zoe.open("/#SCOM")
+    demo.sign_in()
+    zoe.sign_in("zoe", "zoe-secret")
+    for p in (a, b):
+        p.click("#tab-chat")
+        p.wait_for_selector("#link-chat[data-state=open]")
+    a.fill("#chat-new input[name=user]", "zoe")
+    a.click("#chat-new button")
+    a.wait_for_selector("#chat-send:not([hidden])")
+    text = "<i>hello</i> zoe"  # shown as text, never as markup
+    a.fill("#chat-text", text)
+    a.press("#chat-text", "Enter")
+    a.wait_for_selector("#chat-messages li.mine")
+    zoe.until("() => document.getElementById('chat-unread').textContent === '1'")
+    b.click("#chat-threads button[data-name=demo]")
+    zoe.until(
+        f"() => [...document.querySelectorAll('#chat-messages li')].some(li => li.textContent.endsWith({json.dumps(text)}))"
+    )
+    assert b.locator("#chat-messages i").count() == 0
+    b.fill("#chat-text", "hi demo")
+    b.press("#chat-text", "Enter")
+    demo.until(
+        "() => [...document.querySelectorAll('#chat-messages li')].some(li => li.textContent.endsWith('hi demo'))"
+    )
+    demo.close()
+    zoe.close()
+
+
 @pytest.mark.parametrize("width, height, name", [(1400, 1000, "desktop"), (390, 844, "phone")])
 def test_screenshots_of_the_main_screen(
     browser: Any, server: Server, width: int, height: int, name: str

@@ -80,11 +80,10 @@ def gap_frame(after: int, seq: int, created_ms: int) -> Frame:
 
 @dataclass(eq=False)
 class UserSocket:
-    """One authenticated socket of a user: its connection, its token, and its position."""
+    """One authenticated socket of a user: its connection and its position."""
 
     conn: Connection
     user_id: int
-    token_digest: bytes
     position: int | None = None  # the last seq sent; None while it reads its history
     held: list[Event] = field(default_factory=list)  # live events that came meanwhile
 
@@ -242,10 +241,6 @@ class Relay:
             sockets.discard(socket)
             if not sockets:
                 del self.sockets[socket.user_id]
-
-    def revoked(self, digest: bytes) -> list[UserSocket]:
-        """The sockets opened with a token that was just revoked."""
-        return [s for group in self.sockets.values() for s in group if s.token_digest == digest]
 
     def figures(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@
 //                 re-snapshot on a gap), its trades and its forming 1-minute candle
 //   UserStream    /ws/user/: the user's events, resumed after the last one seen on reconnect,
 //                 none lost and none twice
+//   ChatStream    /ws/chat/: direct messages between users, sent and received
 //
 //   import { Client } from "/static/js/marketsrv.js";
 //   const api = new Client();                       // same origin; new Client({ baseUrl })
@@ -113,6 +114,8 @@ export class Client {
   symbolStream(handlers) { return new SymbolStream(this, handlers); }
   /** @param {ConstructorParameters<typeof UserStream>[1]} handlers */
   userStream(handlers) { return new UserStream(this, handlers); }
+  /** @param {ConstructorParameters<typeof ChatStream>[1]} handlers */
+  chatStream(handlers) { return new ChatStream(this, handlers); }
 }
 
 // Close codes after which reconnecting cannot help.
@@ -369,5 +372,36 @@ export class UserStream extends Link {
     if (this.lastSeq !== null && frame.seq <= this.lastSeq) return; // seen already
     this.lastSeq = frame.seq;
     this.handlers.onEvent?.(frame);
+  }
+}
+
+/**
+ * /ws/chat/: direct messages. `send(to, text, data)` sends one (to: a user id or username);
+ * `read(user)` marks a conversation read. The server answers `chat.sent` to this socket and
+ * pushes `chat.message` to the receiver's sockets and your others; `chat.unread` on connect and
+ * after a read. After a reconnect, read what came meanwhile over REST (/api/chat/threads/).
+ */
+export class ChatStream extends Link {
+  /**
+   * @param {Client} client
+   * @param {{onMessage?: (m: any) => void, onSent?: (m: any) => void, onUnread?: (u: any) => void, onError?: (e: any) => void, onState?: (s: LinkState, why?: string) => void}} handlers
+   */
+  constructor(client, handlers) {
+    super(client, "/ws/chat/", handlers);
+  }
+
+  opened() { this.send({ type: "auth", token: this.client.token }); }
+
+  /** @param {string|number} to @param {string} text @param {any} [data] */
+  message(to, text, data) { this.send({ type: "chat.message", to, text, data }); }
+
+  read(user) { this.send({ type: "chat.read", with: user }); }
+
+  received(frame) {
+    const h = this.handlers;
+    if (frame.type === "chat.message") h.onMessage?.(frame.message);
+    else if (frame.type === "chat.sent") h.onSent?.(frame.message);
+    else if (frame.type === "chat.unread") h.onUnread?.(frame.unread);
+    else if (frame.type === "error") h.onError?.(frame);
   }
 }

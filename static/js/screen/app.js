@@ -5,6 +5,7 @@ import { ApiError, Client } from "../marketsrv.js";
 import { Account } from "./account.js";
 import { BookView, Tape } from "./book.js";
 import { CandleChart } from "./chart.js";
+import { Chat } from "./chat.js";
 import { Ticket } from "./ticket.js";
 import { $, fmtMoney, fmtPct, fmtQty, fmtSigned, perFrame, setSigned, setText } from "./util.js";
 import { Watchlist } from "./watchlist.js";
@@ -25,6 +26,7 @@ const watchlist = new Watchlist((symbol) => void select(symbol));
 const book = new BookView();
 const tape = new Tape();
 const chart = new CandleChart($("chart"), api);
+const chat = new Chat(api);
 const account = new Account(api, {
   price: (symbol) => stocks.get(symbol)?.current_price ?? null,
   changed: () => { ticket.refresh(); markMine(); },
@@ -215,6 +217,7 @@ async function signedIn(me) {
       if (s === "closed" && why && user) signedOut(); // the token was refused (4001/4002)
     },
   }).start();
+  chat.start(me, (s, why) => linkState("chat", s, why));
   ticket.refresh();
 }
 
@@ -226,6 +229,7 @@ function signedOut() {
   userStream?.close();
   userStream = null;
   account.clear();
+  chat.stop();
   setText($("who"), "");
   $("sign-in").hidden = false;
   $("sign-out").hidden = true;
@@ -256,6 +260,7 @@ function tabs() {
       $(t.getAttribute("aria-controls")).hidden = !on;
     }
     if (tab.id === "tab-performance" && user) account.loadHistory().catch(report);
+    if (tab.id === "tab-chat" && user) chat.loadThreads().catch(report);
   };
   for (const t of all) {
     t.addEventListener("click", () => show(t));

@@ -1,0 +1,245 @@
+"""Direct messages over REST, under /api/chat/ (a token needed): a pair's messages, threads with
+their unread counts, read marks, presence and blocks. Sending is on /ws/chat/ (private/chat.py).
+A user is named by id or by username, in paths and bodies alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from quart import Blueprint, request
+from quart_schema import document_request, document_response
+
+from marketsrv.api.openapi import errors
+from marketsrv.api.trading import authenticate, user_id
+from marketsrv.chat import messages
+from marketsrv.errors import BadRequest
+from marketsrv.runtime import current_runtime
+from marketsrv.trading.requests import validate_body
+from marketsrv.units import iso_ms, whole_number
+
+blueprint = Blueprint("chat", __name__, url_prefix="/api/chat")
+blueprint.before_request(authenticate)
+MAX_PRESENCE = 100  # users asked about at once
+
+
+class ChatUser(BaseModel):
+    id: int
+    username: str
+
+
+class ChatMessage(BaseModel):
+    id: int
+    thread: int
+    sender: int = Field(description="the sender's user id")
+    sender_username: str
+    receiver: int = Field(description="the receiver's user id")
+    receiver_username: str
+    text: str = Field(description="as sent: plain text, never HTML")
+    data: Any = Field(description="any JSON the sender attached, or null")
+    created_at: str
+
+
+class Conversation(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    with_: ChatUser = Field(alias="with")
+    results: list[ChatMessage] = Field(description="newest first")
+    has_more: bool = Field(description="older messages exist: ask with ?before=<last id>")
+
+
+class Thread(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: int
+    with_: ChatUser = Field(alias="with")
+    unread: int = Field(description="messages to you after your read mark")
+    last_message: ChatMessage | None
+    created_at: str
+
+
+class ThreadList(BaseModel):
+    results: list[Thread] = Field(description="the latest message first")
+
+
+class UnreadThread(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    thread: int
+    with_: ChatUser = Field(alias="with")
+    unread: int
+
+
+class Unread(BaseModel):
+    total: int
+    threads: list[UnreadThread]
+
+
+class UnreadOut(BaseModel):
+    unread: Unread
+
+
+class PresenceUser(BaseModel):
+    id: int
+    username: str
+    online: bool = Field(description="a chat socket open, or a presence.ping in the last 60 s")
+    last_seen: str | None
+
+
+class PresenceOut(BaseModel):
+    users: list[PresenceUser]
+
+
+class BlockOut(BaseModel):
+    user: ChatUser
+    blocked: bool
+
+
+class BlockList(BaseModel):
+    results: list[ChatUser]
+
+
+class UserRequest(BaseModel):
+    """`POST /api/chat/threads/` and `/api/chat/blocks/`."""
+
+    user: StrictInt | StrictStr = Field(description="a user id or username")
+
+
+class ReadRequest(BaseModel):
+    """`POST /api/chat/read/`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    with_: StrictInt | StrictStr = Field(alias="with", description="a user id or username")
+
+
+def _cursor(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    value = whole_number(raw, 18)
+    if value is None:
+        raise BadRequest(f"invalid_{name}", f"{name} must be a message id")
+    return value
+
+
+@blueprint.get("/messages/<raw_user>/")
+@errors(s400=["invalid_before", "invalid_after", "invalid_limit"], s404=["unknown_user"])
+@document_response(Conversation)
+async def conversation(raw_user: str) -> dict[str, Any]:
+    """The messages between you and that user, newest first: `limit` (1-100, 50), `before` /
+    `after` a message id."""
+    me, before, after = user_id(), _cursor("before"), _cursor("after")
+    limit = whole_number(request.args.get("limit", str(messages.PAGE)), 3)
+    if limit is None or not 1 <= limit <= 100:
+        raise BadRequest("invalid_limit", "limit must be a whole number from 1 to 100")
+    store = current_runtime().trading().store
+    other, found, more = await store.read(
+        lambda conn: messages.conversation(conn, me, raw_user, before, after, limit)
+    )
+    return {"with": other, "results": found, "has_more": more}
+
+
+@blueprint.get("/threads/")
+@document_response(ThreadList)
+async def threads() -> dict[str, Any]:
+    me = user_id()
+    found = await current_runtime().trading().store.read(lambda c: messages.threads(c, me))
+    return {"results": found}
+
+
+@blueprint.post("/threads/")
+@errors(s400=["invalid_user", "invalid_receiver"], s404=["unknown_user"])
+@document_request(UserRequest)
+@document_response(Thread)
+async def open_thread() -> dict[str, Any]:
+    """Get or make the thread of you and another user (not yourself)."""
+    me = user_id()
+    other = validate_body(UserRequest, await request.get_json()).user
+    rt = current_runtime()
+    now = rt.market.clock()
+
+    def work(conn: Any) -> dict[str, Any]:
+        other_id, _ = messages.user_named(conn, other)
+        thread = messages.thread_of(conn, me, other_id, now)
+        return next(t for t in messages.threads(conn, me) if t["id"] == thread)
+
+    return await rt.trading().store.write(work)
+
+
+@blueprint.get("/unread/")
+@document_response(UnreadOut)
+async def unread() -> dict[str, Any]:
+    me = user_id()
+    found = await current_runtime().trading().store.read(lambda c: messages.unread(c, me))
+    return {"unread": found}
+
+
+@blueprint.post("/read/")
+@errors(s400=["invalid_with", "invalid_receiver"], s404=["unknown_user"])
+@document_request(ReadRequest)
+@document_response(UnreadOut)
+async def mark_read() -> dict[str, Any]:
+    """Everything that user sent you so far is read; your unread counts after it."""
+    me = user_id()
+    other = validate_body(ReadRequest, await request.get_json()).with_
+    rt = current_runtime()
+    now = rt.market.clock()
+
+    def work(conn: Any) -> dict[str, Any]:
+        messages.mark_read(conn, me, other, now)
+        return messages.unread(conn, me)
+
+    return {"unread": await rt.trading().store.write(work)}
+
+
+@blueprint.get("/presence/")
+@errors(s400=["invalid_users"])
+@document_response(PresenceOut)
+async def presence() -> dict[str, Any]:
+    """`?users=alice,7`: who of them is online (a socket open, or a ping in the last 60 s)."""
+    names = [u.strip() for u in request.args.get("users", "").split(",") if u.strip()]
+    if len(names) > MAX_PRESENCE:
+        raise BadRequest("invalid_users", f"ask about at most {MAX_PRESENCE} users at once")
+    rt = current_runtime()
+    found = await rt.trading().store.read(
+        lambda conn: [messages.user_named(conn, name) for name in names]
+    )
+    seen = rt.presence
+    mono, wall = seen.clock(), rt.market.clock()
+    out = []
+    for uid, username in dict(found).items():
+        last = seen.last_seen(uid)
+        at = iso_ms(int(wall - (mono - last) * 1000)) if last is not None else None
+        out.append({"id": uid, "username": username, "online": seen.online(uid), "last_seen": at})
+    return {"users": out}
+
+
+@blueprint.get("/blocks/")
+@document_response(BlockList)
+async def blocks() -> dict[str, Any]:
+    me = user_id()
+    return {
+        "results": await current_runtime().trading().store.read(lambda c: messages.blocked(c, me))
+    }
+
+
+@blueprint.post("/blocks/")
+@errors(s400=["invalid_user", "invalid_receiver"], s404=["unknown_user"])
+@document_request(UserRequest)
+@document_response(BlockOut)
+async def block() -> dict[str, Any]:
+    """Refuse that user's messages (they get `blocked` when they send)."""
+    me = user_id()
+    other = validate_body(UserRequest, await request.get_json()).user
+    rt = current_runtime()
+    now = rt.market.clock()
+    return await rt.trading().store.write(lambda conn: messages.block(conn, me, other, now, True))
+
+
+@blueprint.delete("/blocks/<raw_user>/")
+@errors(s404=["unknown_user"])
+@document_response(BlockOut)
+async def unblock(raw_user: str) -> dict[str, Any]:
+    me = user_id()
+    rt = current_runtime()
+    now = rt.market.clock()
+    return await rt.trading().store.write(
+        lambda conn: messages.block(conn, me, raw_user, now, False)
+    )
