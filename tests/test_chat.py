@@ -140,6 +140,49 @@ async def test_tokens_unknown_types_presence_and_limits(server: str) -> None:
         assert online["users"][0]["online"] is True
 
 
+async def test_hostile_messages_are_refused_and_nothing_breaks(server: str) -> None:
+    """Found by an adversarial probe: data nested 250 deep was stored and then broke every
+    history read; a user named with digits took messages meant for that user id; ids past
+    SQLite's integers closed the socket; a flood was never closed."""
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        lea = await register(http, "lea")
+        first = (await http.get("/api/accounts/me/", headers=lea)).json()["id"]
+        mimic = await register(http, f"{first:03d}")  # named as lea's id, digits and all
+        async with open_ws(server, f"/ws/chat/?token={token(lea)}") as ws:
+            await next_type(ws, "chat.unread")
+            deep = orjson.loads("[" * 250 + "]" * 250)
+            refusals = [
+                ({"type": "chat.message", "to": f"{first:03d}", "text": "x", "data": deep}, "invalid_data"),
+                ({"type": "chat.message", "to": 2**63, "text": "x"}, "unknown_user"),
+                ({"type": "chat.read", "with": 2**64 - 1}, "unknown_user"),
+                ({"type": "chat.message", "to": ["lea"], "text": "x"}, "invalid_receiver"),
+                ({"type": "chat.message", "to": "x", "text": "x", "data": "é" * 2048}, "data_too_large"),
+                ({}, "missing_type"),
+            ]  # fmt: skip
+            for message, code in refusals:
+                await send(ws, message)
+                assert (await next_type(ws, "error"))["code"] == code, message
+        # "001" is lea's id first: the user who took that name is not reached by it.
+        async with open_ws(server, f"/ws/chat/?token={token(mimic)}") as ws:
+            await next_type(ws, "chat.unread")
+            await send(ws, {"type": "chat.message", "to": f"{first:03d}", "text": "to lea"})
+            assert (await next_type(ws, "chat.sent"))["message"]["receiver_username"] == "lea"
+        for path in ("/api/chat/threads/", "/api/chat/messages/lea/"):
+            assert (await http.get(path, headers=mimic)).status_code == 200
+        big = await http.post("/api/chat/threads/", json={"user": 2**63}, headers=lea)
+        assert big.status_code == 404 and big.json()["code"] == "unknown_user"
+        async with open_ws(server, f"/ws/chat/?token={token(lea)}") as ws:
+            await next_type(ws, "chat.unread")
+            with pytest.raises(ConnectionClosed) as closed:
+                with trio.fail_after(10):
+                    for _ in range(500):
+                        await send(ws, {"type": "presence.ping"})
+                    while True:
+                        await ws.get_message()
+            assert closed.value.reason.code == 1008
+        assert (await http.get("/api/health/")).json()["status"] == "ok"
+
+
 async def test_a_blocked_sender_is_refused(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=10) as http:
         hal, ida = await register(http, "hal"), await register(http, "ida")

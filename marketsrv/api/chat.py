@@ -13,7 +13,7 @@ from quart_schema import document_request, document_response
 from marketsrv.api.openapi import errors
 from marketsrv.api.trading import authenticate, user_id
 from marketsrv.chat import messages
-from marketsrv.errors import BadRequest
+from marketsrv.errors import BadRequest, NotFound
 from marketsrv.runtime import current_runtime
 from marketsrv.trading.requests import validate_body
 from marketsrv.units import iso_ms, whole_number
@@ -158,7 +158,7 @@ async def open_thread() -> dict[str, Any]:
     def work(conn: Any) -> dict[str, Any]:
         other_id, _ = messages.user_named(conn, other)
         thread = messages.thread_of(conn, me, other_id, now)
-        return next(t for t in messages.threads(conn, me) if t["id"] == thread)
+        return messages.threads(conn, me, only=thread)[0]
 
     return await rt.trading().store.write(work)
 
@@ -193,14 +193,23 @@ async def mark_read() -> dict[str, Any]:
 @errors(s400=["invalid_users"])
 @document_response(PresenceOut)
 async def presence() -> dict[str, Any]:
-    """`?users=alice,7`: who of them is online (a socket open, or a ping in the last 60 s)."""
+    """`?users=alice,7`: who of them is online (a socket open, or a ping in the last 60 s);
+    names of no user are left out."""
     names = [u.strip() for u in request.args.get("users", "").split(",") if u.strip()]
     if len(names) > MAX_PRESENCE:
         raise BadRequest("invalid_users", f"ask about at most {MAX_PRESENCE} users at once")
     rt = current_runtime()
-    found = await rt.trading().store.read(
-        lambda conn: [messages.user_named(conn, name) for name in names]
-    )
+
+    def known(conn: Any) -> list[tuple[int, str]]:  # names of no user are left out
+        out = []
+        for name in names:
+            try:
+                out.append(messages.user_named(conn, name))
+            except NotFound:
+                continue
+        return out
+
+    found = await rt.trading().store.read(known)
     seen = rt.presence
     mono, wall = seen.clock(), rt.market.clock()
     out = []

@@ -17,21 +17,24 @@ from marketsrv.errors import BadRequest, Forbidden, NotFound
 from marketsrv.units import iso_ms
 
 MAX_TEXT_CHARS = 2000  # a message's text
-MAX_DATA_BYTES = 4096  # its `data`, as JSON
+MAX_DATA_BYTES = 4096  # its `data`, as UTF-8 JSON
+MAX_DATA_DEPTH = 16  # arrays and objects within each other in `data`
+MAX_ID = 2**63 - 1  # SQLite's integers
 PAGE = 50  # messages a page, by default (at most 100)
 
 
 def user_named(conn: sqlite3.Connection, who: object) -> tuple[int, str]:
-    """(id, username) of a user given by id (a number, or a string of digits) or username."""
+    """(id, username) of a user given by id (a number, or a string of digits) or username.
+
+    A string of digits is an id first: a user who registers the name "100" must not receive
+    what is meant for user 100 (they are reached by their own id then)."""
     row = None
-    if isinstance(who, int) and not isinstance(who, bool):
+    if isinstance(who, str) and who.isascii() and who.isdigit() and len(who) < 19:
+        row = conn.execute("SELECT id, username FROM users WHERE id = ?", (int(who),)).fetchone()
+    if row is None and isinstance(who, int) and not isinstance(who, bool) and 0 < who <= MAX_ID:
         row = conn.execute("SELECT id, username FROM users WHERE id = ?", (who,)).fetchone()
-    elif isinstance(who, str) and who:
+    elif row is None and isinstance(who, str) and who:
         row = conn.execute("SELECT id, username FROM users WHERE username = ?", (who,)).fetchone()
-        if row is None and who.isascii() and who.isdigit() and len(who) < 19:
-            row = conn.execute(
-                "SELECT id, username FROM users WHERE id = ?", (int(who),)
-            ).fetchone()
     if row is None or row[0] == 0:  # 0: the archive of reset accounts, nobody to talk to
         raise NotFound("unknown_user", "no such user")
     return int(row[0]), str(row[1])
@@ -60,12 +63,26 @@ def check(text: object, data: object) -> tuple[str, str | None]:
         raise BadRequest("text_too_long", f"text must be at most {MAX_TEXT_CHARS} characters")
     encoded = None
     if data is not None:
-        encoded = orjson.dumps(data).decode()
-        if len(encoded) > MAX_DATA_BYTES:
+        if _depth(data) > MAX_DATA_DEPTH:
+            raise BadRequest("invalid_data", f"data nests at most {MAX_DATA_DEPTH} levels deep")
+        raw = orjson.dumps(data)
+        if len(raw) > MAX_DATA_BYTES:
             raise BadRequest(
                 "data_too_large", f"data must be at most {MAX_DATA_BYTES} bytes of JSON"
             )
+        encoded = raw.decode()
     return text, encoded
+
+
+def _depth(value: object, depth: int = 0) -> int:
+    """How deep arrays and objects nest in `value` (stops counting past the limit)."""
+    if depth > MAX_DATA_DEPTH:
+        return depth
+    if isinstance(value, list):
+        return max((_depth(v, depth + 1) for v in value), default=depth + 1)
+    if isinstance(value, dict):
+        return max((_depth(v, depth + 1) for v in value.values()), default=depth + 1)
+    return depth
 
 
 def send(
@@ -160,17 +177,19 @@ def mark_read(conn: sqlite3.Connection, me: int, other: object, now: int) -> int
     return int(last)
 
 
-def threads(conn: sqlite3.Connection, me: int) -> list[dict[str, Any]]:
+def threads(conn: sqlite3.Connection, me: int, only: int | None = None) -> list[dict[str, Any]]:
     """My threads, the latest message first, each with the other user, its last message and
-    my unread count."""
+    my unread count; a thread shows once it has a message (opening one is no way into another
+    user's list). `only`: that thread of mine alone, empty or not."""
     rows = conn.execute(
         "SELECT t.id, t.created_at, CASE WHEN t.user_low = ? THEN t.user_high ELSE t.user_low END,"
         " (SELECT max(id) FROM chat_messages WHERE thread_id = t.id),"
         " (SELECT count(*) FROM chat_messages m WHERE m.thread_id = t.id AND m.receiver_id = ?"
         "  AND m.id > coalesce((SELECT last_read_id FROM chat_reads WHERE user_id = ?"
         "  AND thread_id = t.id), 0))"
-        " FROM chat_threads t WHERE t.user_low = ? OR t.user_high = ?",
-        (me, me, me, me, me),
+        " FROM chat_threads t WHERE (t.user_low = ? OR t.user_high = ?) AND (t.id = ? OR"
+        " (? IS NULL AND EXISTS (SELECT 1 FROM chat_messages WHERE thread_id = t.id)))",
+        (me, me, me, me, me, only, only),
     ).fetchall()
     out = []
     for thread, created, other, last, unread in rows:

@@ -27,7 +27,7 @@ import orjson
 
 from marketsrv.chat import messages
 from marketsrv.chat.presence import ONLINE_S, Presence
-from marketsrv.errors import MarketsrvError
+from marketsrv.errors import BadRequest, MarketsrvError
 from marketsrv.private.signed import SignedInEndpoint
 from marketsrv.streams.connection import Connection
 from marketsrv.streams.endpoint import ASGIApp
@@ -97,6 +97,9 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
             self.error(conn, "invalid_message", "a message is a JSON object")
             return
         kind = message.get("type")
+        if kind is None:
+            self.error(conn, "missing_type", "every message needs a type")
+            return
         try:
             if kind == "chat.message":
                 await self._chat(socket, message)
@@ -104,7 +107,7 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
                 await self._read(socket, message)
             elif kind == "presence.ping":
                 self.presence.seen(socket.user.id)
-                self.send(conn, {"type": "presence.pong", "online_for_s": ONLINE_S,
+                self.send(conn, {"type": "presence.pong", "online_for_s": int(ONLINE_S),
                                  "server_time": int(self.hub.now_s() * 1000)})  # fmt: skip
             elif kind == "auth":
                 self.error(conn, "already_authenticated", "this socket is signed in")
@@ -121,18 +124,13 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
             self.error(socket.conn, "rate_limited",
                        f"too many messages: wait {wait:.0f} s; this one was not sent")  # fmt: skip
             return
-        to = message.get("to")
-        if to is None:
-            self.error(
-                socket.conn, "invalid_receiver", "`to` names the receiver: an id or username"
-            )
-            return
+        to = _user(message.get("to"), "to")
         text, data = messages.check(message.get("text"), message.get("data"))
         now = self.trading.accounts.clock()
-        self.throttle.charge(key)
         sent = await self.trading.store.write(
             lambda conn: messages.send(conn, me, to, text, data, now)
         )
+        self.throttle.charge(key)  # what was sent counts: a refusal does not
         self.send(socket.conn, {"type": "chat.sent", "message": sent})
         out = {"type": "chat.message", "message": sent}
         others = [s for s in self.sockets.get(me, ()) if s is not socket]
@@ -141,7 +139,14 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
             other.conn.wake()
 
     async def _read(self, socket: ChatSocket, message: dict[str, Any]) -> None:
-        me, other = socket.user.id, message.get("with")
+        me, other = socket.user.id, _user(message.get("with"), "with")
         now = self.trading.accounts.clock()
         await self.trading.store.write(lambda conn: messages.mark_read(conn, me, other, now))
         await self._unread(me, list(self.sockets.get(me, ())))
+
+
+def _user(value: object, field: str) -> int | str:
+    """A user as a message names one: an id or a username, else `invalid_receiver`."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise BadRequest("invalid_receiver", f"`{field}` names a user: an id or a username")
+    return value
