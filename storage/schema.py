@@ -248,6 +248,7 @@ MIGRATIONS: list[str] = [
         data TEXT,
         created_at INTEGER NOT NULL
     );
+    CREATE INDEX chat_threads_high ON chat_threads(user_high);
     CREATE INDEX chat_messages_thread ON chat_messages(thread_id, id);
     CREATE INDEX chat_messages_receiver ON chat_messages(receiver_id, thread_id, id);
     CREATE TABLE chat_reads (

@@ -183,6 +183,49 @@ async def test_hostile_messages_are_refused_and_nothing_breaks(server: str) -> N
         assert (await http.get("/api/health/")).json()["status"] == "ok"
 
 
+async def test_the_rate_limit_holds_over_parallel_sockets(start_server: ServerFactory) -> None:
+    url, _ = await start_server(simulate=False, chat_messages_per_minute=2)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        max_, ned = await register(http, "max"), await register(http, "ned")
+        async with (
+            open_ws(url, f"/ws/chat/?token={token(max_)}") as s1,
+            open_ws(url, f"/ws/chat/?token={token(max_)}") as s2,
+            open_ws(url, f"/ws/chat/?token={token(max_)}") as s3,
+            open_ws(url, f"/ws/chat/?token={token(max_)}") as s4,
+        ):
+            for ws in (s1, s2, s3, s4):
+                await next_type(ws, "chat.unread")
+            await send(s1, {"type": "chat.message", "to": "nobody", "text": "refused"})
+            assert (await next_type(s1, "error"))["code"] == "unknown_user"  # not counted
+            for ws in (s1, s2, s3, s4):  # all at once
+                await send(ws, {"type": "chat.message", "to": "ned", "text": "hi"})
+            answers = []
+            for ws in (s1, s2, s3, s4):
+                with trio.fail_after(5):
+                    while True:
+                        frame = orjson.loads(await ws.get_message())
+                        if frame["type"] in ("chat.sent", "error"):
+                            answers.append(frame.get("code", frame["type"]))
+                            break
+            assert sorted(answers) == ["chat.sent", "chat.sent", "rate_limited", "rate_limited"]
+        page = (await http.get("/api/chat/messages/max/", headers=ned)).json()
+        assert len(page["results"]) == 2
+        # Read up to the first: the second stays unread.
+        first = page["results"][-1]["id"]
+        read = await http.post("/api/chat/read/", json={"with": "max", "until": first}, headers=ned)
+        assert read.json()["unread"]["total"] == 1
+        nothing = await http.post("/api/chat/read/", json={"with": "nobody"}, headers=ned)
+        assert nothing.status_code == 404
+        # Reading a conversation that does not exist makes none.
+        await register(http, "oli")
+        empty = await http.post("/api/chat/read/", json={"with": "oli"}, headers=ned)
+        assert empty.status_code == 200
+        assert [
+            t["with"]["username"]
+            for t in (await http.get("/api/chat/threads/", headers=ned)).json()["results"]
+        ] == ["max"]
+
+
 async def test_a_blocked_sender_is_refused(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=10) as http:
         hal, ida = await register(http, "hal"), await register(http, "ida")

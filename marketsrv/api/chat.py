@@ -107,6 +107,9 @@ class ReadRequest(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
     with_: StrictInt | StrictStr = Field(alias="with", description="a user id or username")
+    until: StrictInt | None = Field(
+        default=None, description="the last message id read (default: all so far)"
+    )
 
 
 def _cursor(name: str) -> int | None:
@@ -172,18 +175,17 @@ async def unread() -> dict[str, Any]:
 
 
 @blueprint.post("/read/")
-@errors(s400=["invalid_with", "invalid_receiver"], s404=["unknown_user"])
+@errors(s400=["invalid_with", "invalid_until", "invalid_receiver"], s404=["unknown_user"])
 @document_request(ReadRequest)
 @document_response(UnreadOut)
 async def mark_read() -> dict[str, Any]:
     """Everything that user sent you so far is read; your unread counts after it."""
     me = user_id()
-    other = validate_body(ReadRequest, await request.get_json()).with_
+    body = validate_body(ReadRequest, await request.get_json())
     rt = current_runtime()
-    now = rt.market.clock()
 
     def work(conn: Any) -> dict[str, Any]:
-        messages.mark_read(conn, me, other, now)
+        messages.mark_read(conn, me, body.with_, body.until)
         return messages.unread(conn, me)
 
     return {"unread": await rt.trading().store.write(work)}

@@ -161,13 +161,22 @@ def conversation(
     )
 
 
-def mark_read(conn: sqlite3.Connection, me: int, other: object, now: int) -> int:
-    """Everything the other user sent me so far is read; the id of the last message."""
+def mark_read(conn: sqlite3.Connection, me: int, other: object, until: int | None) -> int:
+    """What the other user sent me is read: all of it, or up to message `until` (the last one
+    a client showed, so that one arriving meanwhile stays unread); the id read up to."""
     other_id, _ = user_named(conn, other)
-    thread = thread_of(conn, me, other_id, now)
+    found = conn.execute(
+        "SELECT id FROM chat_threads WHERE user_low = ? AND user_high = ?",
+        (min(me, other_id), max(me, other_id)),
+    ).fetchone()
+    if found is None:  # no conversation: nothing to read (and none is made)
+        return 0
+    thread = found[0]
     last = conn.execute(
         "SELECT coalesce(max(id), 0) FROM chat_messages WHERE thread_id = ?", (thread,)
     ).fetchone()[0]
+    if until is not None:
+        last = max(0, min(last, until))
     conn.execute(
         "INSERT INTO chat_reads (user_id, thread_id, last_read_id) VALUES (?, ?, ?)"
         " ON CONFLICT (user_id, thread_id) DO UPDATE SET last_read_id = max(last_read_id,"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import trio
 
 from marketsrv.chat import messages
 from marketsrv.chat.presence import ONLINE_S, Presence
@@ -66,15 +67,16 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
     def error(self, conn: Connection, code: str, message: str) -> None:
         self.send(conn, {"type": "error", "code": code, "error": message, "message": message})
 
-    async def opened(
-        self, conn: Connection, user: User, token: str, auth: dict[str, Any],
-        query: dict[str, list[str]],
-    ) -> ChatSocket:  # fmt: skip
+    def attach(self, conn: Connection, user: User) -> ChatSocket:
         socket = ChatSocket(conn, user)
         self.sockets.setdefault(user.id, set()).add(socket)
         self.presence.opened(user.id)
-        await self._unread(user.id, [socket])
         return socket
+
+    async def opened(
+        self, socket: ChatSocket, auth: dict[str, Any], query: dict[str, list[str]]
+    ) -> None:
+        await self._unread(socket.user.id, [socket])
 
     def closed(self, state: ChatSocket) -> None:
         self.presence.closed(state.user.id)
@@ -127,21 +129,33 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
         to = _user(message.get("to"), "to")
         text, data = messages.check(message.get("text"), message.get("data"))
         now = self.trading.accounts.clock()
-        sent = await self.trading.store.write(
-            lambda conn: messages.send(conn, me, to, text, data, now)
-        )
-        self.throttle.charge(key)  # what was sent counts: a refusal does not
-        self.send(socket.conn, {"type": "chat.sent", "message": sent})
-        out = {"type": "chat.message", "message": sent}
-        others = [s for s in self.sockets.get(me, ()) if s is not socket]
-        for other in [*self.sockets.get(sent["receiver"], ()), *others]:
-            self.send(other.conn, out)
-            other.conn.wake()
+        # Charged before the write (parallel sockets of one user cannot all pass the check),
+        # refunded if it is refused: what was sent counts, a refusal does not.
+        stamp = self.throttle.charge(key) if self.throttle.limit > 0 else None
+        # Once queued the message commits whatever happens to this socket: deliver it too.
+        with trio.CancelScope(shield=True):
+            try:
+                sent = await self.trading.store.write(
+                    lambda conn: messages.send(conn, me, to, text, data, now)
+                )
+            except MarketsrvError:
+                if stamp is not None:
+                    self.throttle.refund(key, stamp)
+                raise
+            self.send(socket.conn, {"type": "chat.sent", "message": sent})
+            out = {"type": "chat.message", "message": sent}
+            others = [s for s in self.sockets.get(me, ()) if s is not socket]
+            for other in [*self.sockets.get(sent["receiver"], ()), *others]:
+                self.send(other.conn, out)
+                other.conn.wake()
 
     async def _read(self, socket: ChatSocket, message: dict[str, Any]) -> None:
         me, other = socket.user.id, _user(message.get("with"), "with")
-        now = self.trading.accounts.clock()
-        await self.trading.store.write(lambda conn: messages.mark_read(conn, me, other, now))
+        until = message.get("until")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int)):
+            self.error(socket.conn, "invalid_until", "until is the id of the last message read")
+            return
+        await self.trading.store.write(lambda conn: messages.mark_read(conn, me, other, until))
         await self._unread(me, list(self.sockets.get(me, ())))
 
 

@@ -42,15 +42,17 @@ class UserStreamRouter(SignedInEndpoint[UserSocket]):
         super().__init__(app, trading, hub, limits, fast_path, relay.max_resume + 256)
         self.relay = relay
 
+    def attach(self, conn: Connection, user: User) -> UserSocket:
+        return UserSocket(conn, user.id, user)
+
     async def opened(
-        self, conn: Connection, user: User, token: str, auth: dict[str, Any],
-        query: dict[str, list[str]],
-    ) -> UserSocket:  # fmt: skip
-        socket = UserSocket(conn, user.id)
+        self, socket: UserSocket, auth: dict[str, Any], query: dict[str, list[str]]
+    ) -> None:
         after: Any = query["after"][0] if query.get("after") else auth.get("after")
         start = _seq(after)
-        await self._start(socket, start, hello=user, bad_after=after is not None and start is None)
-        return socket
+        await self._start(
+            socket, start, hello=socket.user, bad_after=after is not None and start is None
+        )
 
     def closed(self, state: UserSocket) -> None:
         self.relay.stop(state)

@@ -84,6 +84,7 @@ class UserSocket:
 
     conn: Connection
     user_id: int
+    user: Any = None  # who signed in (for the `ready` frame)
     position: int | None = None  # the last seq sent; None while it reads its history
     held: list[Event] = field(default_factory=list)  # live events that came meanwhile
 

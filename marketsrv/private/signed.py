@@ -1,8 +1,9 @@
 """What the signed-in WebSocket endpoints share (`/ws/user/`, `/ws/chat/`): the accept, the
 connection limit, signing in (`?token=` or a first `auth` message; close 4001 without a token,
 4002 for a bad one, and 4002 later when a logout revokes it), the message rate limit, and the
-receive loop. A subclass says what a signed-in socket starts with (`opened`), what it does with
-each message (`received`) and what it leaves behind (`closed`).
+receive loop. A subclass says what a signed-in socket is (`attach`, with no await, so that
+`closed` always follows it), what it sends first (`opened`), what it does with each message
+(`received`) and what it leaves behind (`closed`).
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ class SignedInEndpoint(Generic[S]):
 
     # -- what a subclass does ------------------------------------------------------------------
 
-    async def opened(
-        self, conn: Connection, user: User, token: str, auth: dict[str, Any],
-        query: dict[str, list[str]],
-    ) -> S:  # fmt: skip
+    def attach(self, conn: Connection, user: User) -> S:
+        """The socket's state, registered where it must be (no await: `closed` follows it)."""
         raise NotImplementedError
+
+    async def opened(self, state: S, auth: dict[str, Any], query: dict[str, list[str]]) -> None:
+        """What the socket is sent first."""
 
     async def received(self, state: S, message: Any) -> None:
         """One JSON message (any JSON value: the subclass checks its shape)."""
@@ -124,7 +126,8 @@ class SignedInEndpoint(Generic[S]):
                 user, token, auth = signed
                 digest = token_digest(token)
                 self._by_token.setdefault(digest, set()).add(conn)
-                state = await self.opened(conn, user, token, auth, query)
+                state = self.attach(conn, user)
+                await self.opened(state, auth, query)
                 conn.wake()
                 # A logout that committed while this socket signed in found no socket to close.
                 if accounts.revocations != revocations and not await accounts.authenticate(token):

@@ -395,7 +395,8 @@ export class ChatStream extends Link {
   /** @param {string|number} to @param {string} text @param {any} [data] */
   message(to, text, data) { this.send({ type: "chat.message", to, text, data }); }
 
-  read(user) { this.send({ type: "chat.read", with: user }); }
+  /** Mark what `user` sent you read, up to message `until` (the last one you showed). */
+  read(user, until) { this.send({ type: "chat.read", with: user, until }); }
 
   received(frame) {
     const h = this.handlers;

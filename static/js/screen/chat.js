@@ -13,12 +13,18 @@ export class Chat {
     /** @type {{id: number, username: string}|null} the open conversation's other user */
     this.other = null;
     this.shown = new Set(); // message ids in the open conversation
+    this.session = 0; // counts sign-ins and sign-outs: an answer for an older one is dropped
+    /** @type {any[]|null} live messages that came while the open conversation was read */
+    this.arriving = null;
+    this.wasOpen = false; // the stream was open once: a later open is a reconnect
     this.refreshThreads = debounce(() => this.loadThreads().catch(() => {}), 300);
     $("chat-new").addEventListener("submit", (e) => { e.preventDefault(); this.openNamed(); });
     $("chat-send").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
     $("chat-threads").addEventListener("click", (e) => {
       const b = e.target.closest("button[data-user]");
-      if (b) this.open({ id: Number(b.dataset.user), username: b.dataset.name }).catch(() => {});
+      if (b) this.open({ id: Number(b.dataset.user), username: b.dataset.name }).catch((error) => {
+        setText($("err-chat-send"), error.message);
+      });
     });
   }
 
@@ -28,14 +34,27 @@ export class Chat {
     this.stream?.close();
     this.stream = this.api.chatStream({
       onMessage: (m) => this.arrived(m),
-      onSent: (m) => { $("chat-text").value = ""; this.arrived(m); },
+      onSent: (m) => {
+        if ($("chat-text").value === m.text) $("chat-text").value = ""; // unless a new draft
+        this.arrived(m);
+      },
       onUnread: (u) => { setText($("chat-unread"), u.total ? String(u.total) : ""); this.refreshThreads(); },
       onError: (e) => setText($("err-chat-send"), e.error),
-      onState,
+      onState: (state, why) => {
+        // Back after an outage: what came meanwhile is read again (the chat has no resume).
+        if (state === "open" && this.wasOpen && this.other) this.open(this.other).catch(() => {});
+        if (state === "open") this.wasOpen = true;
+        onState(state, why);
+      },
     }).start();
   }
 
   stop() {
+    this.session += 1;
+    this.wasOpen = false;
+    this.arriving = null;
+    $("chat-text").value = "";
+    $("chat-new").elements.user.value = "";
     this.stream?.close();
     this.stream = null;
     this.me = null;
@@ -61,9 +80,11 @@ export class Chat {
 
   async openNamed() {
     const input = $("chat-new").elements.user;
+    const session = this.session;
     setText($("err-chat-user"), "");
     try {
       const thread = await this.api.post("/api/chat/threads/", { user: input.value.trim() });
+      if (session !== this.session) return;
       input.value = "";
       await this.open(thread.with);
     } catch (error) {
@@ -74,16 +95,25 @@ export class Chat {
 
   /** Open the conversation with `other`: its last 50 messages, then live. */
   async open(other) {
+    const session = this.session;
     this.other = other;
-    this.shown.clear();
+    this.arriving = []; // live messages meanwhile: merged with the page by id
     setText($("chat-with"), `With ${other.username}`);
     $("chat-send").hidden = false;
     const page = await this.api.get(`/api/chat/messages/${other.id}/`);
-    if (this.other !== other) return;
+    if (this.other !== other || session !== this.session) return;
+    const merged = new Map([...page.results, ...this.arriving].map((m) => [m.id, m]));
+    this.arriving = null;
+    this.shown.clear();
     $("chat-messages").replaceChildren();
-    for (const m of page.results.reverse()) this.show(m);
-    this.stream?.read(other.id);
+    for (const m of [...merged.values()].sort((a, b) => a.id - b.id)) this.show(m);
+    this.markRead();
     await this.loadThreads();
+  }
+
+  /** What the open conversation shows is read: up to the last message shown. */
+  markRead() {
+    if (this.other && this.shown.size) this.stream?.read(this.other.id, Math.max(...this.shown));
   }
 
   show(m) {
@@ -100,8 +130,11 @@ export class Chat {
   arrived(m) {
     const other = m.sender === this.me?.id ? m.receiver : m.sender;
     if (this.other && other === this.other.id) {
-      this.show(m);
-      if (m.sender !== this.me?.id && !$("view-chat").hidden) this.stream?.read(other);
+      if (this.arriving) this.arriving.push(m); // the conversation is being read: merged then
+      else {
+        this.show(m);
+        if (m.sender !== this.me?.id && !$("view-chat").hidden) this.markRead();
+      }
     }
     this.refreshThreads();
   }
