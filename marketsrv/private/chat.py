@@ -18,6 +18,7 @@ acknowledged (`chat.sent`) only once its transaction is durable, like an order.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
         wait = self.throttle.retry_after(key)
         if wait > 0:
             self.error(socket.conn, "rate_limited",
-                       f"too many messages: wait {wait:.0f} s; this one was not sent")  # fmt: skip
+                       f"too many messages: wait {math.ceil(wait)} s; this one was not sent")  # fmt: skip
             return
         to = _user(message.get("to"), "to")
         text, data = messages.check(message.get("text"), message.get("data"))
