@@ -283,3 +283,22 @@ async def test_a_message_sent_is_kept_after_kill_9(tmp_path: Path) -> None:
             assert page["results"] == [sent]
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
+
+
+async def test_a_token_that_expires_closes_its_sockets(start_server: ServerFactory) -> None:
+    url, _ = await start_server(simulate=False, token_ttl_hours=0.0005)  # 1.8 s
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        pat = await register(http, "pat")
+        async with (
+            open_ws(url, f"/ws/chat/?token={token(pat)}") as chat,
+            open_ws(url, f"/ws/user/?token={token(pat)}") as user,
+        ):
+            await next_type(chat, "chat.unread")
+            await next_type(user, "ready")
+            for ws in (chat, user):
+                with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+                    while True:
+                        await ws.get_message()
+                assert closed.value.reason.code == 4002
+                assert closed.value.reason.reason == "the token expired"
+        assert (await http.get("/api/chat/threads/", headers=pat)).status_code == 401

@@ -1,6 +1,7 @@
 """What the signed-in WebSocket endpoints share (`/ws/user/`, `/ws/chat/`): the accept, the
 connection limit, signing in (`?token=` or a first `auth` message; close 4001 without a token,
-4002 for a bad one, and 4002 later when a logout revokes it), the message rate limit, and the
+4002 for a bad one, and 4002 later when a logout revokes it or it expires), the message rate
+limit, and the
 receive loop. A subclass says what a signed-in socket is (`attach`, with no await, so that
 `closed` always follows it), what it sends first (`opened`), what it does with each message
 (`received`) and what it leaves behind (`closed`).
@@ -123,7 +124,8 @@ class SignedInEndpoint(Generic[S]):
                 if isinstance(signed, int):
                     await refuse(signed, REFUSALS[signed])
                     return
-                user, token, auth = signed
+                user, token, auth, expires_ms = signed
+                nursery.start_soon(self._expire, conn, expires_ms)
                 digest = token_digest(token)
                 self._by_token.setdefault(digest, set()).add(conn)
                 state = self.attach(conn, user)
@@ -144,6 +146,14 @@ class SignedInEndpoint(Generic[S]):
                 if not sockets:
                     del self._by_token[digest]
             hub.unregister(conn)
+
+    async def _expire(self, conn: Connection, expires_ms: int) -> None:
+        """Close the socket when its token expires, as a request with it would be refused."""
+        clock = self.trading.accounts.clock
+        while (left := expires_ms - clock()) > 0:
+            await trio.sleep(min(left / 1000, 3600.0))  # re-read the clock at least hourly
+        conn.close(CLOSE_BAD_TOKEN, "the token expired")
+        conn.wake()
 
     async def _loop(self, conn: Connection, receive: Receive, state: S) -> None:
         limiter = RateLimiter(self.limits.max_messages_per_s, 2 * self.limits.max_messages_per_s)
@@ -190,10 +200,11 @@ def parse(text: str) -> Any:
 
 async def sign_in(
     query: dict[str, list[str]], receive: Receive, accounts: Accounts
-) -> tuple[User, str, dict[str, Any]] | int:
+) -> tuple[User, str, dict[str, Any], int] | int:
     """The user of a socket: its token from `?token=`, or from a first message
-    `{"type":"auth","token":...}` within AUTH_TIMEOUT_S; (user, token, that message or {}),
-    else the close code: 4001 without a token, 4002 for a bad one."""
+    `{"type":"auth","token":...}` within AUTH_TIMEOUT_S; (user, token, that message or {},
+    when the token expires in ms), else the close code: 4001 without a token, 4002 for a bad
+    one."""
     token = (query.get("token") or [""])[0]
     auth: dict[str, Any] = {}
     if not token:
@@ -206,10 +217,10 @@ async def sign_in(
                 token = raw if isinstance(raw, str) else ""
     if not token:
         return CLOSE_NO_TOKEN
-    user = await accounts.authenticate(token)
-    if user is None:
+    found = await accounts.session(token)
+    if found is None:
         return CLOSE_BAD_TOKEN
-    return user, token, auth
+    return found[0], token, auth, found[1]
 
 
 async def next_text(receive: Receive) -> str | None:

@@ -232,12 +232,17 @@ class Accounts:
         return await self.store.read(find)
 
     async def authenticate(self, token: str) -> User | None:
+        found = await self.session(token)
+        return None if found is None else found[0]
+
+    async def session(self, token: str) -> tuple[User, int] | None:
+        """The user of a valid token and when it expires (ms), or None."""
         digest = token_digest(token)
         cached = self._tokens.get(digest)
         if cached is not None:
             if cached[1] > self.clock():
                 self._tokens.move_to_end(digest)
-                return cached[0]
+                return cached
             del self._tokens[digest]
             return None
         oldest = self.clock() - int(self.limits.token_ttl_s * 1000)
@@ -257,4 +262,4 @@ class Accounts:
             return None
         if revocations == self._revocations:
             self._remember(digest, *found)
-        return found[0]
+        return found[0], found[1] + int(self.limits.token_ttl_s * 1000)
