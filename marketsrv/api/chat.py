@@ -4,7 +4,9 @@ A user is named by id or by username, in paths and bodies alike."""
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from quart import Blueprint, request
@@ -21,6 +23,7 @@ from marketsrv.units import iso_ms, whole_number
 blueprint = Blueprint("chat", __name__, url_prefix="/api/chat")
 blueprint.before_request(authenticate)
 MAX_PRESENCE = 100  # users asked about at once
+T = TypeVar("T")
 
 
 class ChatUser(BaseModel):
@@ -112,6 +115,14 @@ class ReadRequest(BaseModel):
     )
 
 
+async def as_me(work: Callable[[sqlite3.Connection, int, int], T], *, write: bool = False) -> T:
+    """`work(conn, my user id, now)` on the storage threads: a read, or a durable write."""
+    me, rt = user_id(), current_runtime()
+    now, store = rt.market.clock(), rt.trading().store
+    run = store.write if write else store.read
+    return await run(lambda conn: work(conn, me, now))
+
+
 def _cursor(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -128,13 +139,12 @@ def _cursor(name: str) -> int | None:
 async def conversation(raw_user: str) -> dict[str, Any]:
     """The messages between you and that user, newest first: `limit` (1-100, 50), `before` /
     `after` a message id."""
-    me, before, after = user_id(), _cursor("before"), _cursor("after")
+    before, after = _cursor("before"), _cursor("after")
     limit = whole_number(request.args.get("limit", str(messages.PAGE)), 3)
     if limit is None or not 1 <= limit <= 100:
         raise BadRequest("invalid_limit", "limit must be a whole number from 1 to 100")
-    store = current_runtime().trading().store
-    other, found, more = await store.read(
-        lambda conn: messages.conversation(conn, me, raw_user, before, after, limit)
+    other, found, more = await as_me(
+        lambda conn, me, _: messages.conversation(conn, me, raw_user, before, after, limit)
     )
     return {"with": other, "results": found, "has_more": more}
 
@@ -142,9 +152,7 @@ async def conversation(raw_user: str) -> dict[str, Any]:
 @blueprint.get("/threads/")
 @document_response(ThreadList)
 async def threads() -> dict[str, Any]:
-    me = user_id()
-    found = await current_runtime().trading().store.read(lambda c: messages.threads(c, me))
-    return {"results": found}
+    return {"results": await as_me(lambda conn, me, _: messages.threads(conn, me))}
 
 
 @blueprint.post("/threads/")
@@ -153,25 +161,20 @@ async def threads() -> dict[str, Any]:
 @document_response(Thread)
 async def open_thread() -> dict[str, Any]:
     """Get or make the thread of you and another user (not yourself)."""
-    me = user_id()
     other = validate_body(UserRequest, await request.get_json()).user
-    rt = current_runtime()
-    now = rt.market.clock()
 
-    def work(conn: Any) -> dict[str, Any]:
+    def work(conn: sqlite3.Connection, me: int, now: int) -> dict[str, Any]:
         other_id, _ = messages.user_named(conn, other)
         thread = messages.thread_of(conn, me, other_id, now)
         return messages.threads(conn, me, only=thread)[0]
 
-    return await rt.trading().store.write(work)
+    return await as_me(work, write=True)
 
 
 @blueprint.get("/unread/")
 @document_response(UnreadOut)
 async def unread() -> dict[str, Any]:
-    me = user_id()
-    found = await current_runtime().trading().store.read(lambda c: messages.unread(c, me))
-    return {"unread": found}
+    return {"unread": await as_me(lambda conn, me, _: messages.unread(conn, me))}
 
 
 @blueprint.post("/read/")
@@ -180,15 +183,13 @@ async def unread() -> dict[str, Any]:
 @document_response(UnreadOut)
 async def mark_read() -> dict[str, Any]:
     """Everything that user sent you so far is read; your unread counts after it."""
-    me = user_id()
     body = validate_body(ReadRequest, await request.get_json())
-    rt = current_runtime()
 
-    def work(conn: Any) -> dict[str, Any]:
+    def work(conn: sqlite3.Connection, me: int, _: int) -> dict[str, Any]:
         messages.mark_read(conn, me, body.with_, body.until)
         return messages.unread(conn, me)
 
-    return {"unread": await rt.trading().store.write(work)}
+    return {"unread": await as_me(work, write=True)}
 
 
 @blueprint.get("/presence/")
@@ -225,10 +226,7 @@ async def presence() -> dict[str, Any]:
 @blueprint.get("/blocks/")
 @document_response(BlockList)
 async def blocks() -> dict[str, Any]:
-    me = user_id()
-    return {
-        "results": await current_runtime().trading().store.read(lambda c: messages.blocked(c, me))
-    }
+    return {"results": await as_me(lambda conn, me, _: messages.blocked(conn, me))}
 
 
 @blueprint.post("/blocks/")
@@ -237,20 +235,14 @@ async def blocks() -> dict[str, Any]:
 @document_response(BlockOut)
 async def block() -> dict[str, Any]:
     """Refuse that user's messages (they get `blocked` when they send)."""
-    me = user_id()
     other = validate_body(UserRequest, await request.get_json()).user
-    rt = current_runtime()
-    now = rt.market.clock()
-    return await rt.trading().store.write(lambda conn: messages.block(conn, me, other, now, True))
+    return await as_me(lambda conn, me, now: messages.block(conn, me, other, now, True), write=True)
 
 
 @blueprint.delete("/blocks/<raw_user>/")
 @errors(s404=["unknown_user"])
 @document_response(BlockOut)
 async def unblock(raw_user: str) -> dict[str, Any]:
-    me = user_id()
-    rt = current_runtime()
-    now = rt.market.clock()
-    return await rt.trading().store.write(
-        lambda conn: messages.block(conn, me, raw_user, now, False)
+    return await as_me(
+        lambda conn, me, now: messages.block(conn, me, raw_user, now, False), write=True
     )
