@@ -24,7 +24,7 @@ export class BookView {
     setText(this.spread, "—");
   }
 
-  /** @param {import("../marketsrv.js").Book} book */
+  /** @param {import("../streams.js").Book} book */
   show(book) {
     if (book.symbol !== this.symbol) return;
     this.book = book;
