@@ -7,7 +7,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -103,16 +103,23 @@ class RecordingTransport:
 
 
 @asynccontextmanager
-async def server_process(*flags: str) -> AsyncIterator[tuple[trio.Process, str]]:
-    """`python -m marketsrv --port 0 FLAGS` as a real process: (process, bound URL); killed on
-    exit if still running. MARKETSRV_* variables other than the test's database are not passed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    if "MARKETSRV_DATABASE" in os.environ:
-        env["MARKETSRV_DATABASE"] = os.environ["MARKETSRV_DATABASE"]
-    cmd = [sys.executable, "-m", "marketsrv", "--port", "0", *flags]
+async def server_process(
+    *flags: str,
+    command: Sequence[str] = (sys.executable, "-m", "marketsrv"),
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """`python -m marketsrv --port 0 FLAGS` (or `command`) as a real process: (process, bound
+    URL); killed on exit if still running. MARKETSRV_* variables other than the test's database
+    are not passed; `env`, when given, is the whole environment."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if "MARKETSRV_DATABASE" in os.environ:
+            env["MARKETSRV_DATABASE"] = os.environ["MARKETSRV_DATABASE"]
+    cmd = [*command, "--port", "0", *flags]
     proc = await trio.lowlevel.open_process(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env=env
     )
     try:
         assert proc.stdout is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 
 from tests.builders import REPO
 
@@ -35,3 +36,22 @@ def test_the_installed_hypercorn_is_one_the_stream_hook_knows() -> None:
     from marketsrv.streams import transport
 
     assert transport.install()
+
+
+def test_every_package_and_the_page_are_in_the_distribution() -> None:
+    """pyproject.toml lists its packages (so that static/ can be mapped in): a new subpackage
+    missing from the list would be left out of the wheel and the one-file build."""
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("marketsrv", "storage")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    page = {
+        ".".join(("marketsrv", *d.relative_to(REPO).parts))
+        for d in [REPO / "static", *(REPO / "static").rglob("*")]
+        if d.is_dir()
+    }
+    assert listed == found | page

@@ -24,7 +24,10 @@ from marketsrv.errors import NotFound
 
 log = logging.getLogger("marketsrv")
 
-STATIC_ROOT = Path(__file__).resolve().parents[2] / "static"  # the repository's static/
+# The repository's static/, which an installed package (and the one-file build) carries inside
+# as marketsrv/static (pyproject.toml maps it); a checkout has only the first.
+_PACKAGED = Path(__file__).resolve().parents[1] / "static"
+STATIC_ROOT = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "static"
 MAX_FILES = 500  # a guard against serving a wrong, huge directory
 TYPES = {
     ".html": "text/html; charset=utf-8",
