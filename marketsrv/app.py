@@ -18,7 +18,7 @@ from quart_schema import Info, QuartSchema, security_scheme_blueprint
 from quart_trio import QuartTrio
 
 from marketsrv import __version__
-from marketsrv.api import register_error_handlers, screen, stocks_blueprint
+from marketsrv.api import docs, operator, register_error_handlers, screen, stocks_blueprint
 from marketsrv.api.access_log import AccessLog
 from marketsrv.api.accounts import blueprint as accounts_blueprint
 from marketsrv.api.admin import blueprint as admin_blueprint
@@ -28,6 +28,7 @@ from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
 from marketsrv.api.openapi import MarketsrvOpenAPI
 from marketsrv.api.portfolio import blueprint as portfolio_blueprint
+from marketsrv.api.proxy import ForwardedFor
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.market.calendar import Calendar
@@ -35,7 +36,7 @@ from marketsrv.market.instruments import universe_currency
 from marketsrv.memory import MarketMemory, MemorySettings
 from marketsrv.private import Relay, UserStreamRouter
 from marketsrv.private.chat import ChatRouter
-from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market
+from marketsrv.runtime import EXTENSION_KEY, Runtime, run_market, watch_loop_lag
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, HubSettings, Limits
 from marketsrv.streams.endpoint import ASGIApp, StreamRouter
@@ -151,6 +152,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(portfolio_blueprint)
     app.register_blueprint(chat_blueprint)
     app.register_blueprint(admin_blueprint)
+    app.register_blueprint(operator.blueprint)
+    app.register_blueprint(docs.blueprint)
     app.register_blueprint(screen.blueprint_for(screen.load()))
     origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
     cors(
@@ -174,11 +177,15 @@ def create_app(runtime: Runtime) -> QuartTrio:
                 if runtime.equity is not None:
                     await nursery.start(runtime.equity.run)
                 await nursery.start(run_market, runtime)
+                await nursery.start(watch_loop_lag, runtime)
                 task_status.started()
 
     @app.before_serving
     async def start_market() -> None:
         await app.nursery.start(market_task)
+        # The OpenAPI document (and /docs from it) is made once; make it now, off the loop.
+        provider = app.extensions["QUART_SCHEMA"].openapi_provider
+        app.nursery.start_soon(trio.to_thread.run_sync, provider.schema)
         if runtime.simulator is not None:
             log.info("simulator running, seed %d", runtime.settings.seed)
 
@@ -197,8 +204,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
 
 
 def create_asgi(runtime: Runtime) -> ASGIApp:
-    """The whole server as one ASGI app: the access log (if on), the Host check, then the stream
-    endpoints in front of the Quart app."""
+    """The whole server as one ASGI app: the client's address from trusted proxies (if any), the
+    access log (if on), the Host check, then the stream endpoints in front of the Quart app."""
     settings = runtime.settings
     limits = Limits(
         max_symbols=settings.ws_max_symbols,
@@ -216,4 +223,6 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
             runtime.presence, settings.chat_messages_per_minute,
         )  # fmt: skip
     app: ASGIApp = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
-    return AccessLog(app) if settings.access_log else app
+    if settings.access_log:
+        app = AccessLog(app)
+    return ForwardedFor(app, settings.proxy_hops) if settings.proxy_hops else app

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from marketsrv import __version__, scenario_cli, users_cli
+from marketsrv import __version__, backup_cli, logs, scenario_cli, users_cli
 from marketsrv.api.hosts import is_loopback
 from marketsrv.app import build_runtime, create_app
 from marketsrv.market import UniverseError
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings also come from a TOML file (--config, or MARKETSRV_CONFIG) and from "
         "MARKETSRV_* environment variables; flags win. See --help-settings. Accounts from the "
         "shell: marketsrv users create NAME... (marketsrv users --help). Demo scenarios on a "
-        "running server: marketsrv scenario halt SCOM (marketsrv scenario --help).",
+        "running server: marketsrv scenario halt SCOM (marketsrv scenario --help). A copy of "
+        "the live database: marketsrv backup FILE (marketsrv backup --help).",
     )
     parser.add_argument("--version", action="version", version=f"marketsrv {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
@@ -66,14 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{s.help} (default: {s.default!r})",
             )
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def _serve_until_signal(runtime: Runtime, sock: socket.socket, demo: bool) -> None:
@@ -127,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return users_cli.main(argv[1:])
     if argv[:1] == ["scenario"]:
         return scenario_cli.main(argv[1:])
+    if argv[:1] == ["backup"]:
+        return backup_cli.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.help_settings:
@@ -141,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"marketsrv: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)  # before anything that logs
+    logs.setup(settings.log_level, settings.log_format)  # before anything that logs
     sock = None
     if args.get is None:
         try:  # first: nothing is opened or announced unless the port is ours

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import trio
+from prometheus_client import Histogram
 from quart import current_app
 
 from marketsrv.chat.presence import Presence
@@ -31,6 +32,12 @@ from marketsrv.trading.equity import EquityRecorder
 
 EXTENSION_KEY = "marketsrv"
 log = logging.getLogger("marketsrv")
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+LAG_PROBE_S = 0.25  # how often the event loop's lag is sampled
+
+
+def _lag(name: str, doc: str) -> Histogram:
+    return Histogram(name, doc, registry=None, buckets=LAG_BUCKETS)
 
 
 @dataclass
@@ -48,6 +55,18 @@ class Runtime:
     operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started_monotonic: float = field(default_factory=time.monotonic)
     running: bool = False
+    # For /metrics: how late the event loop wakes a sleeper (everything waits that long), and how
+    # late the simulator's ticks run behind their schedule.
+    loop_lag: Histogram = field(
+        default_factory=lambda: _lag(
+            "marketsrv_event_loop_lag_seconds", "How late the event loop wakes a sleeping task."
+        )
+    )
+    tick_lag: Histogram = field(
+        default_factory=lambda: _lag(
+            "marketsrv_simulator_tick_lag_seconds", "How late simulator ticks run."
+        )
+    )
 
     async def save_market(self, final: bool = False) -> None:
         """Save what changed in the market: collected here, written on the storage writer.
@@ -63,6 +82,18 @@ class Runtime:
         if self.trading_services is None:
             raise Unavailable("trading_unavailable", "this server runs without accounts")
         return self.trading_services
+
+
+async def watch_loop_lag(
+    runtime: Runtime, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Sample the event loop's lag until cancelled: a task that asks to sleep until T and wakes
+    at T + lag waited `lag` for the loop (busy with other work) to come round to it."""
+    task_status.started()
+    while True:
+        due = trio.current_time() + LAG_PROBE_S
+        await trio.sleep_until(due)
+        runtime.loop_lag.observe(max(0.0, trio.current_time() - due))
 
 
 def current_runtime() -> Runtime:
@@ -108,6 +139,7 @@ async def run_market(
                 now = trio.current_time()
                 keep_time(market)  # the hub publishes a change of phase with the next update
                 if sim is not None and now >= next_tick:
+                    runtime.tick_lag.observe(now - next_tick)
                     sim.step()
                     next_tick = max(next_tick + tick_s, now)
                 if now >= next_publish:

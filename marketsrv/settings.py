@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -160,8 +161,23 @@ class Settings:
     registrations_per_address: int = _setting(
         60, "Accounts a client address may register in ten minutes before 429; 0: no limit."
     )
+    proxy_hops: int = _setting(
+        0,
+        "Reverse proxies in front that set X-Forwarded-For and -Proto (nginx, Caddy): client"
+        " addresses come from there. 0 trusts none; set it only if the proxies alone reach the port.",
+    )
+    operator_endpoints: str = _setting(
+        "loopback",
+        "Who may read /metrics, /-/settings.json and /-/versions.json: loopback (this machine,"
+        " not through a proxy), on (anyone) or off.",
+    )
     log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
-    access_log: bool = _setting(False, "Log every HTTP request.")
+    log_format: str = _setting(
+        "text", "Log lines as text (time level logger: message) or json (one object per line)."
+    )
+    access_log: bool = _setting(
+        False, "Log every HTTP request and WebSocket (client, path, status, bytes, ms)."
+    )
     graceful_timeout_s: float = _setting(
         3.0, "Seconds open connections get to finish when the server shuts down."
     )
@@ -289,6 +305,12 @@ def validate(settings: Settings) -> Settings:
         problems.append("trade_history and candle_history must be at least 1")
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("log_level must be debug, info, warning or error")
+    if settings.log_format not in {"text", "json"}:
+        problems.append("log_format must be text or json")
+    if settings.operator_endpoints not in {"loopback", "on", "off"}:
+        problems.append("operator_endpoints must be loopback, on or off")
+    if not 0 <= settings.proxy_hops <= 10:
+        problems.append("proxy_hops must be 0 to 10")
     if settings.db_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         problems.append("db_synchronous must be OFF, NORMAL, FULL or EXTRA")
     if settings.demo_user not in {"auto", "on", "off"}:
@@ -347,6 +369,19 @@ def load(
     merged.update(from_env(os.environ if environ is None else environ))
     merged.update(_from_mapping(cli or {}, "command line"))
     return validate(Settings(**merged))
+
+
+_CREDENTIALS = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
+
+
+def public_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting's value, fit to show: the password of any URL with credentials is masked
+    (`redis://user:[redacted]@host`), the only secrets a setting holds."""
+    return {
+        f.name: _CREDENTIALS.sub(r"\1[redacted]@", v) if isinstance(v, str) else v
+        for f in dataclasses.fields(settings)
+        for v in [getattr(settings, f.name)]
+    }
 
 
 def describe() -> Iterator[str]:

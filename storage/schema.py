@@ -274,7 +274,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     found: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
-            f"the database has schema version {found}; this marketsrv knows up to {SCHEMA_VERSION}"
+            f"it was written by a newer marketsrv (schema version {found}; this one knows up to"
+            f" {SCHEMA_VERSION}): run that newer marketsrv, or restore a backup made before it"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
         # executescript commits first and runs outside any transaction, so wrap it in one.

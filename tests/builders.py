@@ -135,6 +135,21 @@ async def server_process(
             await proc.wait()
 
 
+async def run_cli(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
+    """`python -m marketsrv ARGV` to its end (under a time limit): (exit status, its output)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [sys.executable, "-m", "marketsrv", *argv],
+            cwd=cwd or REPO,
+            env=env,
+            capture_stdout=True,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    return done.returncode, done.stdout.decode()
+
+
 def check_invariants(path: Path) -> None:
     """The ledger, holds and holdings agree with each other in the database file at `path`."""
     conn = sqlite3.connect(path)

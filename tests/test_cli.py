@@ -13,7 +13,7 @@ import trio
 import trio_websocket
 
 from marketsrv.cli import main
-from tests.builders import register, server_process
+from tests.builders import register, run_cli, server_process
 
 
 def test_help_settings_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,27 +126,6 @@ def test_users_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ).fetchall()
     conn.close()
     assert rows == [("ann", 250050), ("bob", 250050)]
-
-
-async def run_cli(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
-    """`python -m marketsrv ARGV` to its end (under a time limit): (exit status, its output)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.builders import REPO
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
-    with trio.fail_after(30):
-        done = await trio.run_process(
-            [sys.executable, "-m", "marketsrv", *argv],
-            cwd=cwd or REPO,
-            env=env,
-            capture_stdout=True,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    return done.returncode, done.stdout.decode()
 
 
 async def test_a_busy_port_is_one_clear_line_and_status_2(tmp_path: Path) -> None:

@@ -491,7 +491,7 @@ async def test_http_methods_head_options_and_unknown_routes(start_server: Server
                 assert response.status_code == 405, (method, path)
                 assert "allow" in response.headers
                 assert_error_body(response.json(), "method_not_allowed")
-            for path in ("/api/", "/api/nothing-here/", "/ws/market/", "/api/stocks/SCOM/x/"):
+            for path in ("/api/nothing-here/", "/ws/market/", "/api/stocks/SCOM/x/"):
                 assert_error_body(await rest(http, path, 404), "not_found")
             for path in ("/static/nothing.js", "/static/../pyproject.toml"):
                 assert_error_body(await rest(http, path, 404), "not_found")

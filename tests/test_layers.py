@@ -1,7 +1,7 @@
 """The layers of marketsrv, written down and enforced: every import, lazy ones included, points
 down (or stays inside its own package).
 
-    leaves    marketsrv (__version__), .units, .errors, .settings        import nothing of ours
+    leaves    marketsrv (__version__), .units, .errors, .settings, .logs  import nothing of ours
     storage   storage                                                    nothing of marketsrv
     1         marketsrv.engine                                           the order books, no I/O
     2         marketsrv.market                                           instruments, stats, sim
@@ -10,7 +10,7 @@ down (or stays inside its own package).
               (private: the signed-in sockets, /ws/user/ joining trading's outbox to the
               streams' sockets and /ws/chat/ the chat's messages)
     5         marketsrv.api                                              REST over the runtime
-    6         marketsrv.app, .server, .cli, .users_cli, .scenario_cli, .__main__   the top
+    6         marketsrv.app, .server, .cli, .*_cli, .__main__              the top
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.units": 0,
     "marketsrv.errors": 0,
     "marketsrv.settings": 0,
+    "marketsrv.logs": 0,
     "marketsrv.data": 0,
     "storage": 0,
     "marketsrv.engine": 1,
@@ -42,6 +43,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.cli": 6,
     "marketsrv.users_cli": 6,
     "marketsrv.scenario_cli": 6,
+    "marketsrv.backup_cli": 6,
     "marketsrv.__main__": 6,
     "marketsrv": 0,  # the package's __init__: its version only
 }
@@ -61,6 +63,8 @@ def unit_of(module: str) -> str:
     parts = module.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
+        if name == "marketsrv" and module != name:
+            break  # the bare package (its version) is a unit of its own, never a fallback
         if name in LAYERS:
             return name
     raise AssertionError(f"{module} is in no layer: add it to tests/test_layers.py")

@@ -3,6 +3,7 @@ answers 405, and agrees with the answers the server really sends (field by field
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,8 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.builders import ServerFactory, register
+from marketsrv.app import create_app
+from tests.builders import ServerFactory, in_process_runtime, register, simulated_market
 
 
 @pytest.fixture
@@ -118,3 +120,26 @@ async def test_documented_answers_are_the_answers_sent(
     schema = document["paths"]["/api/trading/orders/{raw_id}/"]["get"]["responses"]["200"]
     _compare(document, schema["content"]["application/json"]["schema"], one.json(), "order")
     assert checked >= 15
+
+
+# Routes that are not the JSON API: the page, its files, the docs, and Prometheus' text.
+NOT_API = {"/", "/static/<path:name>", "/docs", "/docs/<name>", "/metrics", "/api/openapi.json"}
+
+
+async def test_the_document_lists_every_route_of_the_app(
+    served: tuple[httpx.AsyncClient, dict[str, Any], dict[str, str]],
+) -> None:
+    _, document, _ = served
+    documented = {
+        (method.upper(), path) for path, ops in document["paths"].items() for method in ops
+    }
+    app = create_app(in_process_runtime(simulated_market()[0]))
+    routes = {
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.rule not in NOT_API
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    }
+    # GET /api/stocks/batch/ exists only to answer 405 (not to read "batch" as a symbol).
+    assert routes - {("GET", "/api/stocks/batch/")} == documented

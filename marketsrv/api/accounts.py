@@ -64,6 +64,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @document_request(Credentials)
 @document_response(TokenOut, 201)
 async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Create an account (username and password) and sign in: the answer carries its token."""
     accounts = current_runtime().trading().accounts
     user, token = await accounts.register(*await credentials(), client=client_address())
     return {"token": token, "user": user_json(user)}, 201, NO_STORE
@@ -74,6 +75,9 @@ async def register() -> tuple[dict[str, Any], int, dict[str, str]]:
 @document_request(Credentials)
 @document_response(TokenOut)
 async def login() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Sign in: a bearer token for the `Authorization` header and the private streams. Throttled
+    per address and per username (429 `too_many_attempts`).
+    """
     accounts = current_runtime().trading().accounts
     user, token = await accounts.login(*await credentials(login=True), client=client_address())
     return {"token": token, "user": user_json(user)}, 200, NO_STORE
@@ -82,6 +86,7 @@ async def login() -> tuple[dict[str, Any], int, dict[str, str]]:
 @blueprint.post("/logout/")
 @document_response(Detail)
 async def logout() -> dict[str, Any]:
+    """Revoke this token: it stops working at once, and the streams opened with it close (4002)."""
     await current_user()
     await current_runtime().trading().accounts.logout(bearer_token())
     return {"detail": "Logged out."}
@@ -90,6 +95,7 @@ async def logout() -> dict[str, Any]:
 @blueprint.get("/me/")
 @document_response(UserOut)
 async def me() -> dict[str, Any]:
+    """The signed-in user."""
     user = await current_user()
     admin = await current_runtime().trading().accounts.is_admin(user.id)
     return {**user_json(user), "is_admin": admin}

@@ -97,6 +97,9 @@ def market_json() -> dict[str, Any]:
 @document_request(ScenarioRequest)
 @document_response(ScenarioOut)
 async def run_scenario() -> dict[str, Any]:
+    """Run a demo scenario (admins): halt or resume a symbol, a news jump, volatility, a liquidity
+    drought, a flash crash.
+    """
     await require_admin()
     body = validate_body(ScenarioRequest, await request.get_json())
     runtime = current_runtime()
@@ -118,5 +121,6 @@ async def run_scenario() -> dict[str, Any]:
 @errors(s403=["not_admin"])
 @document_response(ScenarioOut)
 async def scenario_state() -> dict[str, Any]:
+    """The scenarios in force, per symbol (admins)."""
     await require_admin()
     return {"detail": "scenarios: " + ", ".join(scenarios.NAMES), "market": market_json()}

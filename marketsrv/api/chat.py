@@ -152,6 +152,7 @@ async def conversation(raw_user: str) -> dict[str, Any]:
 @blueprint.get("/threads/")
 @document_response(ThreadList)
 async def threads() -> dict[str, Any]:
+    """Your conversations, the newest first, each with its last message and your unread count."""
     return {"results": await as_me(lambda conn, me, _: messages.threads(conn, me))}
 
 
@@ -174,6 +175,7 @@ async def open_thread() -> dict[str, Any]:
 @blueprint.get("/unread/")
 @document_response(UnreadOut)
 async def unread() -> dict[str, Any]:
+    """How many messages you have not read, in all and per sender."""
     return {"unread": await as_me(lambda conn, me, _: messages.unread(conn, me))}
 
 
@@ -226,6 +228,7 @@ async def presence() -> dict[str, Any]:
 @blueprint.get("/blocks/")
 @document_response(BlockList)
 async def blocks() -> dict[str, Any]:
+    """The users you blocked."""
     return {"results": await as_me(lambda conn, me, _: messages.blocked(conn, me))}
 
 
@@ -243,6 +246,7 @@ async def block() -> dict[str, Any]:
 @errors(s404=["unknown_user"])
 @document_response(BlockOut)
 async def unblock(raw_user: str) -> dict[str, Any]:
+    """Take that user off your block list."""
     return await as_me(
         lambda conn, me, now: messages.block(conn, me, raw_user, now, False), write=True
     )

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Request, Response, jsonify
+from quart import Quart, Request, Response, jsonify, request
 from quart_schema.validation import QuerystringValidationError, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -103,7 +103,9 @@ def register_error_handlers(app: Quart) -> None:
         code = _HTTP_CODES.get(status, "http_error")
         text = error.description or error.name
         if status == 404:
-            text = "No such endpoint."
+            if _browser():
+                return not_found_page()
+            text = "No such endpoint; the API is described at /docs."
         elif status == 405:
             text = "This method is not allowed on this endpoint."
         elif status == 413:
@@ -118,3 +120,33 @@ def register_error_handlers(app: Quart) -> None:
     async def unexpected(error: Exception) -> Response:
         log.exception("unhandled error in a request", exc_info=error)
         return error_response(500, "internal_error", "The server hit an unexpected error.")
+
+
+def _browser() -> bool:
+    """A person's browser, who is better served by a page than by a JSON error."""
+    accepts = request.accept_mimetypes
+    return (
+        request.method == "GET"
+        and not request.path.startswith("/api/")
+        and accepts.best_match(["application/json", "text/html"]) == "text/html"
+        and accepts["text/html"] > accepts["application/json"]
+    )
+
+
+NOT_FOUND_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Not found</title>
+<link rel="stylesheet" href="/static/css/docs.css"></head><body><main><h1>Not found</h1>
+<p>There is nothing at this address. The trading screen is at <a href="/">/</a>; the API, its
+streams and settings are described at <a href="/docs">/docs</a>.</p></main></body></html>"""
+
+
+def not_found_page() -> Response:
+    return Response(
+        NOT_FOUND_PAGE,
+        status=404,
+        content_type="text/html; charset=utf-8",
+        headers={
+            "Content-Security-Policy": "default-src 'self'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

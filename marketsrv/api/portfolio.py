@@ -47,6 +47,7 @@ async def positions(rt: Runtime, uid: int) -> tuple[portfolio.Account, list[port
 @blueprint.get("/holdings/")
 @document_response(list[HoldingOut])
 async def holdings() -> list[dict[str, Any]]:
+    """Your holdings: shares, average cost, value and P&L at the last price."""
     _, marked = await positions(current_runtime(), user_id())
     return portfolio.holdings(marked)
 
@@ -54,6 +55,7 @@ async def holdings() -> list[dict[str, Any]]:
 @blueprint.get("/portfolio/summary/")
 @document_response(PortfolioSummary)
 async def portfolio_summary() -> dict[str, Any]:
+    """Your wallet, holdings marked at the last price, positions sold out today, and the totals."""
     account, marked = await positions(current_runtime(), user_id())
     return portfolio.summary(account, marked)
 
@@ -61,6 +63,7 @@ async def portfolio_summary() -> dict[str, Any]:
 @blueprint.get("/portfolio/")
 @document_response(PortfolioOverview)
 async def portfolio_overview() -> dict[str, Any]:
+    """The published client's portfolio: cash, total value and holdings."""
     user = request.user  # type: ignore[attr-defined]
     account, marked = await positions(current_runtime(), user.id)
     data = portfolio.summary(account, marked)
@@ -76,6 +79,9 @@ async def portfolio_overview() -> dict[str, Any]:
 @blueprint.get("/portfolio/metrics/")
 @document_response(PortfolioMetrics)
 async def portfolio_metrics() -> dict[str, Any]:
+    """Performance and trading statistics: returns, drawdown, win rate and more, with written
+    definitions.
+    """
     rt, uid = current_runtime(), user_id()
     now = (rt.market.clock(), equity.marks(rt.market))
     starts = metrics.period_starts(rt.market.calendar, rt.market.session.day)

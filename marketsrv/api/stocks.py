@@ -81,6 +81,9 @@ def paginate(items: list[Stock], query: PageQuery) -> StockPage:
 @blueprint.get("/health/")
 @validate_response(Health)
 async def health() -> Health:
+    """The server's state: the market's phase and trading day, the simulator's and the streams'
+    counters.
+    """
     rt = current_runtime()
     sim = rt.simulator
     market = rt.market
@@ -115,6 +118,7 @@ async def health() -> Health:
 @validate_querystring(PageQuery)
 @validate_response(StockPage)
 async def list_stocks(query_args: PageQuery) -> StockPage:
+    """Every stock, paginated: price, change, volume, high and low, bid and ask."""
     market = current_runtime().market
     return paginate([stock_view(market, s) for s in market.instruments], query_args)
 
@@ -124,6 +128,7 @@ async def list_stocks(query_args: PageQuery) -> StockPage:
 @validate_querystring(TrendingQuery)
 @validate_response(StockPage)
 async def trending(query_args: TrendingQuery) -> StockPage:
+    """Stocks sorted by `sort_by`: most traded, highest or lowest change, highest price."""
     market = current_runtime().market
     stocks = [stock_view(market, s) for s in sorted(market.instruments)]
     key = {
@@ -140,6 +145,7 @@ async def trending(query_args: TrendingQuery) -> StockPage:
 @validate_request(BatchRequest)
 @validate_response(BatchResponse)
 async def batch(data: BatchRequest) -> BatchResponse:
+    """Several stocks in one call: `{"symbols": [...]}`; unknown ones are listed under `missing`."""
     market = current_runtime().market
     stocks, missing, seen = [], [], set()
     for raw in data.symbols:
@@ -164,6 +170,9 @@ async def batch_is_post_only() -> dict[str, str]:
 @blueprint.get("/stocks/<symbol>/")
 @validate_response(Stock)
 async def get_stock(symbol: str) -> Stock:
+    """One stock: price, change, volume, high/low, bid/ask, VWAP, turnover and the day's price
+    band.
+    """
     market = current_runtime().market
     return stock_view(market, find_symbol(market, symbol).symbol)
 
@@ -172,6 +181,9 @@ async def get_stock(symbol: str) -> Stock:
 @validate_querystring(DepthQuery)
 @validate_response(OrderBookSnapshot)
 async def order_book(symbol: str, query_args: DepthQuery) -> OrderBookSnapshot:
+    """The symbol's order book, `depth` levels a side, with the book's `seq` (the streams' diffs
+    continue from it).
+    """
     market = current_runtime().market
     inst = find_symbol(market, symbol)
     book = market.books[inst.symbol]
@@ -194,6 +206,7 @@ async def order_book(symbol: str, query_args: DepthQuery) -> OrderBookSnapshot:
 @validate_querystring(TradesQuery)
 @validate_response(TradeList)
 async def trades(symbol: str, query_args: TradesQuery) -> TradeList:
+    """The symbol's newest trades, newest first."""
     market = current_runtime().market
     inst = find_symbol(market, symbol)
     log = market.trades[inst.symbol]

@@ -19,7 +19,7 @@ from marketsrv.api.trading_schemas import (
     OrderPage,
     WalletOut,
 )
-from marketsrv.errors import BadRequest, NotFound
+from marketsrv.errors import BadRequest, MarketsrvError, NotFound
 from marketsrv.runtime import current_runtime
 from marketsrv.trading import equity, views, wallet
 from marketsrv.trading.requests import Amount, OrderRequest, validate_body
@@ -56,6 +56,7 @@ def page_args() -> tuple[int, int]:
 @blueprint.get("/wallet/")
 @document_response(WalletOut)
 async def get_wallet() -> dict[str, Any]:
+    """Your cash: balance, what open orders hold, and what is available."""
     uid = user_id()
     found = await current_runtime().trading().store.read(lambda c: wallet.get_wallet(c, uid))
     return found.as_json(current_runtime().market.currency)
@@ -65,6 +66,7 @@ async def get_wallet() -> dict[str, Any]:
 @document_request(Amount)
 @document_response(WalletOut)
 async def deposit() -> dict[str, Any]:
+    """Add paper money to your wallet."""
     return await move_cash(wallet.deposit)
 
 
@@ -73,6 +75,7 @@ async def deposit() -> dict[str, Any]:
 @document_request(Amount)
 @document_response(WalletOut)
 async def withdraw() -> dict[str, Any]:
+    """Take money out of your wallet (no more than is available)."""
     return await move_cash(wallet.withdraw)
 
 
@@ -109,9 +112,19 @@ async def move_cash(
 @document_request(OrderRequest)
 @document_response(OrderOut, 201)
 async def place_order() -> Response:
+    """Place an order: it is held for (cash or shares), matched against the live book at once, and
+    what rests waits there. `201` for a new order; with a `client_order_id` already used, `200`
+    and that order.
+    """
     orders = current_runtime().trading().orders
-    order = orders.parse(user_id(), validate_body(OrderRequest, await request.get_json()))
-    body, created = await orders.place(order)
+    uid = user_id()
+    try:
+        order = orders.parse(uid, validate_body(OrderRequest, await request.get_json()))
+        body, created = await orders.place(order)
+    except MarketsrvError as exc:
+        orders.rejected[exc.code] += 1  # for /metrics, by the code the client was answered
+        raise
+    orders.accepted += created
     return json_response(body, 201 if created else 200)
 
 
@@ -127,6 +140,7 @@ STATUSES = {"pending", "partially_filled", "executed", "cancelled", "failed"}
 @errors(s400=["invalid_page", "invalid_page_size", "invalid_status"], s404=["invalid_page"])
 @document_response(OrderPage)
 async def list_orders() -> dict[str, Any]:
+    """Your orders, the newest first, paginated, optionally by `status` and `symbol`."""
     page, size = page_args()
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
@@ -165,6 +179,7 @@ def _order_id(raw: str) -> int:
 @errors(s404=["order_not_found"])
 @document_response(OrderOut)
 async def get_order(raw_id: str) -> dict[str, Any]:
+    """One of your orders, with its fills."""
     return await current_runtime().trading().orders.get(user_id(), _order_id(raw_id))
 
 
@@ -173,6 +188,7 @@ async def get_order(raw_id: str) -> dict[str, Any]:
 @errors(s400=["order_not_open"], s404=["order_not_found"], s409=["order_in_flight"])
 @document_response(OrderOut)
 async def cancel_order(raw_id: str) -> dict[str, Any]:
+    """Cancel one of your open orders: what was held for it is released."""
     return await current_runtime().trading().orders.cancel(user_id(), _order_id(raw_id))
 
 
@@ -180,6 +196,7 @@ async def cancel_order(raw_id: str) -> dict[str, Any]:
 @errors(s400=["invalid_page", "invalid_page_size"], s404=["invalid_page"])
 @document_response(FillPage)
 async def fills() -> dict[str, Any]:
+    """Your fills, the newest first."""
     page, size = page_args()
     uid = user_id()
 

@@ -51,6 +51,7 @@ class ChatRouter(SignedInEndpoint[ChatSocket]):
     """`/ws/chat/` here, everything else to `app`."""
 
     path = re.compile(r"^/ws/chat/?$")
+    stream = "chat"
 
     def __init__(
         self, app: ASGIApp, trading: Trading, hub: Hub, limits: Limits, fast_path: bool,

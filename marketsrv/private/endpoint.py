@@ -34,6 +34,7 @@ class UserStreamRouter(SignedInEndpoint[UserSocket]):
     """`/ws/user/` here, everything else to `app` (the market streams, Quart)."""
 
     path = re.compile(r"^/ws/user/?$")
+    stream = "user"
 
     def __init__(
         self, app: ASGIApp, relay: Relay, trading: Trading, hub: Hub, limits: Limits,

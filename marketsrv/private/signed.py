@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import orjson
 import trio
 
-from marketsrv.streams.connection import Connection
+from marketsrv.streams.connection import Connection, Stream
 from marketsrv.streams.endpoint import ASGIApp, Receive, Scope, Send, run_sender
 from marketsrv.streams.frames import error_frame
 from marketsrv.streams.hub import Hub
@@ -44,6 +44,7 @@ class SignedInEndpoint(Generic[S]):
     """An ASGI app: WebSockets to `path` here, everything else to `app`."""
 
     path: re.Pattern[str]
+    stream: Stream  # its name in /metrics
 
     def __init__(
         self, app: ASGIApp, trading: Trading, hub: Hub, limits: Limits, fast_path: bool,
@@ -96,7 +97,11 @@ class SignedInEndpoint(Generic[S]):
             return
         await send({"type": "websocket.accept"})
         conn = Connection(
-            transport_for(send, self.fast_path), market_data=False, max_replies=self.max_replies
+            transport_for(send, self.fast_path),
+            stream=self.stream,
+            counters=self.hub.counters,
+            market_data=False,
+            max_replies=self.max_replies,
         )
         conn.order_book = False
         hub = self.hub

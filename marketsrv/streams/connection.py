@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import trio
@@ -32,6 +33,18 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_UNKNOWN_SYMBOL = 4004
 
 
+Stream = Literal["market", "orderbook", "user", "chat"]
+
+
+@dataclass(slots=True)
+class StreamCounters:
+    """What every connection of a hub sent, for /metrics: plain numbers of the trio thread."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0  # the messages' payloads, before WebSocket framing
+    conflated: int = 0  # updates replaced by a newer one of their symbol before being sent
+
+
 class Connection:
     """The subscription state and outbox of one socket; mutated only from the trio thread."""
 
@@ -39,11 +52,15 @@ class Connection:
         self,
         transport: Transport,
         *,
+        stream: Stream = "market",
+        counters: StreamCounters | None = None,
         market_data: bool = True,
         book_snapshot: Callable[[str, int | None], Frame] | None = None,
         max_replies: int = MAX_PENDING_REPLIES,
     ) -> None:
         self.transport = transport
+        self.stream = stream
+        self.counters = counters or StreamCounters()
         self.max_replies = max_replies  # more waiting than this: the client is not reading
         self.market_data = market_data  # False on /ws/orderbook/<symbol>/: books only
         self.symbols: set[str] = set()
@@ -84,11 +101,15 @@ class Connection:
 
     def offer_market(self, symbol: str, frame: Frame) -> None:
         if not self.closing:
+            if symbol in self._market:
+                self.counters.conflated += 1
             self._market[symbol] = frame
 
     def offer_book(self, symbol: str, frame: Frame) -> None:
         """Snapshot mode: an `order_book` frame replaces the one of this symbol still waiting."""
         if not self.closing:
+            if symbol in self._book:
+                self.counters.conflated += 1
             self._book[symbol] = frame
 
     def start_diffs(self, symbol: str, frame: Frame) -> None:
@@ -120,6 +141,8 @@ class Connection:
 
     def offer_candle(self, symbol: str, frame: Frame) -> None:
         if not self.closing:
+            if symbol in self._candles:
+                self.counters.conflated += 1
             self._candles[symbol] = frame
 
     def offer_trade(self, frame: Frame) -> None:
@@ -204,6 +227,9 @@ class Connection:
                 self.inflight_since = trio.current_time()
                 await self.transport.send(batch)
                 self.inflight_since = None
+                counters = self.counters
+                counters.frames_sent += len(batch)
+                counters.bytes_sent += sum([len(f.payload) for f in batch])
             if self.closing is not None:
                 await self.transport.close(*self.closing)
                 return

@@ -61,7 +61,13 @@ class StreamRouter:
         await send({"type": "websocket.accept"})
         hub = self.hub
         transport = transport_for(send, self.fast_path)
-        conn = Connection(transport, market_data=symbol is None, book_snapshot=hub.book_snapshot)
+        conn = Connection(
+            transport,
+            stream="market" if symbol is None else "orderbook",
+            counters=hub.counters,
+            market_data=symbol is None,
+            book_snapshot=hub.book_snapshot,
+        )
         if hub.full():
             conn.reply(
                 error_frame(

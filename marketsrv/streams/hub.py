@@ -19,7 +19,12 @@ import trio
 
 from marketsrv.market import Market
 from marketsrv.streams import frames
-from marketsrv.streams.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CONSUMER, Connection
+from marketsrv.streams.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW_CONSUMER,
+    Connection,
+    StreamCounters,
+)
 from marketsrv.streams.frames import Frame, frame
 
 log = logging.getLogger("marketsrv.streams")
@@ -68,6 +73,7 @@ class Hub:
         self._state_version = market.state_version
         self.shutting_down = False  # set when the server stops accepting: no more patience
         self.publishes = 0
+        self.counters = StreamCounters()  # what its connections sent
         self.slow_closed = 0
         self.dead_dropped = 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,11 @@ class Orders:
         # Set when a settlement could not be written: the books and the database then disagree,
         # so no new order is taken until a restart reloads the books from the database.
         self.suspended: str | None = None
+        # For /metrics: orders taken, orders refused by the code of their answer (the API counts
+        # both), and users' fills (each user's side of a trade).
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.fills = 0
 
     def parse(self, user_id: int, req: OrderRequest) -> NewOrder:
         """The domain checks of an order whose body `OrderRequest` validated (intake.py)."""
@@ -122,6 +128,7 @@ class Orders:
                 raise error from None
             finally:
                 self._settling -= 1
+            self.fills += user_fills(result)
 
             now = self.market.clock()
 
@@ -238,6 +245,7 @@ class Orders:
         ):
             return
 
+        self.fills += user_fills(result)
         now = self.market.clock()
         inst = self.market.instruments[symbol]
         self._record(
@@ -324,3 +332,8 @@ class Orders:
             count += 1
         out.write(conn)
         return count
+
+
+def user_fills(result: OrderResult) -> int:
+    """The users' sides among a result's trades (their order ids are negative)."""
+    return sum((t.maker_order_id < 0) + (t.taker_order_id < 0) for t in result.trades)
