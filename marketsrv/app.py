@@ -26,7 +26,7 @@ from marketsrv.api.chat import blueprint as chat_blueprint
 from marketsrv.api.errors import json_request_class
 from marketsrv.api.hosts import HostGuard, allowed_hosts
 from marketsrv.api.jsonio import OrjsonProvider
-from marketsrv.api.openapi import MarketsrvOpenAPI
+from marketsrv.api.openapi import MarketsrvOpenAPI, serve_off_the_loop
 from marketsrv.api.portfolio import blueprint as portfolio_blueprint
 from marketsrv.api.proxy import ForwardedFor
 from marketsrv.api.trading import blueprint as trading_blueprint
@@ -140,6 +140,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         openapi_provider_class=MarketsrvOpenAPI,
     )
+    serve_off_the_loop(app)
     security_scheme_blueprint(trading_blueprint, [{"bearer": []}])
     security_scheme_blueprint(admin_blueprint, [{"bearer": []}])
     security_scheme_blueprint(portfolio_blueprint, [{"bearer": []}])
@@ -183,9 +184,6 @@ def create_app(runtime: Runtime) -> QuartTrio:
     @app.before_serving
     async def start_market() -> None:
         await app.nursery.start(market_task)
-        # The OpenAPI document (and /docs from it) is made once; make it now, off the loop.
-        provider = app.extensions["QUART_SCHEMA"].openapi_provider
-        app.nursery.start_soon(trio.to_thread.run_sync, provider.schema)
         if runtime.simulator is not None:
             log.info("simulator running, seed %d", runtime.settings.seed)
 

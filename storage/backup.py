@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,21 @@ def backup(source: str | Path, destination: str | Path, *, overwrite: bool = Fal
     source, destination = Path(source), Path(destination)
     if not source.is_file():
         raise StorageError(f"there is no database at {source}")
+    if destination.is_dir():
+        raise StorageError(f"{destination} is a folder; name the file the copy goes to")
+    if _is_part_of(destination, source):
+        raise StorageError(f"{destination} is the database or one of its own files")
     if destination.exists() and not overwrite:
         raise StorageError(f"{destination} exists; choose another name, or pass --force")
-    if destination.resolve() == source.resolve():
-        raise StorageError("the backup cannot be the database itself")
-    partial = destination.with_name(f".{destination.name}.partial")
+    if not destination.parent.is_dir():
+        raise StorageError(f"there is no folder {destination.parent}")
+    # A name of its own, so that two backups to one destination never write one file.
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write in {destination.parent}: {exc.strerror or exc}") from exc
+    os.close(handle)
+    partial = Path(name)
     started = time.perf_counter()
     try:
         # Read-only: the backup must never be the connection that changes the live database.
@@ -45,7 +56,6 @@ def backup(source: str | Path, destination: str | Path, *, overwrite: bool = Fal
         try:
             src.execute("PRAGMA busy_timeout = 5000")
             version = src.execute("PRAGMA user_version").fetchone()[0]
-            partial.unlink(missing_ok=True)
             dst = sqlite3.connect(partial)
             try:
                 src.backup(dst)  # pages=-1: the whole file in one step, one snapshot
@@ -60,6 +70,11 @@ def backup(source: str | Path, destination: str | Path, *, overwrite: bool = Fal
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, destination)
+        folder = os.open(destination.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a power loss
+        finally:
+            os.close(folder)
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise StorageError(f"cannot back up {source}: {exc}") from exc
@@ -72,3 +87,15 @@ def backup(source: str | Path, destination: str | Path, *, overwrite: bool = Fal
     return BackupResult(
         destination, destination.stat().st_size, time.perf_counter() - started, version
     )
+
+
+def _is_part_of(path: Path, database: Path) -> bool:
+    """`path` is the database, or its write-ahead log, shared memory, journal or lock file
+    (by name, and as the same file under another name: a hard or symbolic link)."""
+    own = [
+        database.with_name(database.name + suffix)
+        for suffix in ("", "-wal", "-shm", "-journal", ".lock")
+    ]
+    if path.resolve() in {p.resolve() for p in own}:
+        return True
+    return path.exists() and any(p.exists() and os.path.samefile(path, p) for p in own)

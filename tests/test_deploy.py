@@ -47,7 +47,7 @@ def test_the_settings_file_is_read_by_marketsrv(tmp_path: Path) -> None:
     keys = re.findall(r"^(\w+) *=", text, flags=re.M)
     assert keys and all(k in SETTINGS for k in keys)
     assert settings.proxy_hops == 1 and settings.demo_user == "off"
-    assert settings.host == "127.0.0.1" and settings.allowed_hosts == NAME
+    assert settings.host == "127.0.0.1" and NAME in settings.allowed_hosts.split(",")
 
 
 def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
@@ -106,8 +106,19 @@ async def test_the_nginx_site_proxies_https_and_wss(
     start_server: ServerFactory, tmp_path: Path
 ) -> None:
     nginx = nginx_binary()
-    url, _ = await start_server(allowed_hosts=NAME, proxy_hops=1)
+    config = tmp_path / "marketsrv.toml"
+    config.write_text(block("toml"))
+    guide = load(config_file=config, environ={})
+    url, _ = await start_server(
+        allowed_hosts=guide.allowed_hosts,
+        proxy_hops=guide.proxy_hops,
+        operator_endpoints=guide.operator_endpoints,
+    )
     upstream = int(url.rsplit(":", 1)[1])
+    # On the machine itself, health checks and the Prometheus scrape reach the server directly.
+    async with httpx.AsyncClient(base_url=url, timeout=30) as local:
+        assert (await local.get("/api/health/")).status_code == 200
+        assert (await local.get("/metrics")).status_code == 200
     https, http = free_port(), free_port()
     conf = proxy_config(tmp_path, upstream, https, http)
     checked = subprocess.run(
@@ -137,7 +148,7 @@ async def test_the_nginx_site_proxies_https_and_wss(
             plain = await client.get(f"http://127.0.0.1:{http}/api/health/", headers=headers)
             assert plain.status_code == 301
             assert plain.headers["location"] == f"https://{NAME}/api/health/"
-            for kept in ("/metrics", "/-/settings.json"):
+            for kept in ("/metrics", "/metrics/", "/-/settings.json", "/-/versions.json"):
                 answer = await client.get(f"https://127.0.0.1:{https}{kept}", headers=headers)
                 assert answer.status_code == 404, kept
             big = await client.post(

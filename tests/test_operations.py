@@ -3,8 +3,10 @@ docs pages, structured logs, `marketsrv backup` under load, and the database's m
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -72,7 +74,6 @@ async def test_metrics_parse_and_move_under_load(start_server: ServerFactory) ->
     assert moved["marketsrv_ws_bytes_sent_total"] > 100
     assert moved["marketsrv_storage_commit_seconds_count"] >= 5
     assert moved["marketsrv_storage_commit_batch_size_sum"] >= 5
-    assert during["marketsrv_event_loop_lag_seconds_count"] >= 0
     assert moved["marketsrv_simulator_ticks_total"] > 0
     assert during["marketsrv_simulator_tick_lag_seconds_count"] > 0
     assert during["process_resident_memory_bytes"] > 0
@@ -305,3 +306,108 @@ async def test_a_newer_database_is_refused_with_what_to_do(tmp_path: Path) -> No
     junk.write_bytes(b"not sqlite" * 100)
     code, out = await run_cli("--get", "/api/health/", "--database", str(junk))
     assert code == 2 and "not a SQLite file" in out and "Traceback" not in out
+
+
+def test_a_backup_never_lands_on_the_database_or_its_files(tmp_path: Path) -> None:
+    from storage import Database, StorageError
+    from storage.backup import backup
+
+    db = Database(tmp_path / "live.db")
+    db.open()
+    db.write(
+        lambda c: c.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ('aaa', 'x', 0)"
+        )
+    )
+    before = db.read(lambda c: c.execute("SELECT count(*) FROM users").fetchone()[0])
+    try:
+        link = tmp_path / "link.db"
+        link.symlink_to(tmp_path / "live.db")
+        hard = tmp_path / "hard.db"
+        os.link(tmp_path / "live.db", hard)
+        for target in (
+            "live.db",
+            "live.db-wal",
+            "live.db-shm",
+            "live.db.lock",
+            "link.db",
+            "hard.db",
+        ):
+            with pytest.raises(StorageError, match="database or one of its own files"):
+                backup(tmp_path / "live.db", tmp_path / target, overwrite=True)
+        with pytest.raises(StorageError, match="is a folder"):
+            backup(tmp_path / "live.db", tmp_path, overwrite=True)
+        with pytest.raises(StorageError, match="no folder"):
+            backup(tmp_path / "live.db", tmp_path / "nowhere" / "x.db")
+        done = backup(tmp_path / "live.db", tmp_path / "copy.db")
+        assert (
+            done.bytes > 0
+            and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+        )
+        count = db.read(lambda c: c.execute("SELECT count(*) FROM users").fetchone()[0])
+        assert count == before  # the live database is whole
+    finally:
+        db.close()
+
+
+async def test_lag_slow_clients_and_private_events_show_in_the_metrics(
+    start_server: ServerFactory,
+) -> None:
+    url, _ = await start_server(ws_slow_client_timeout_s=1.0)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        before = await scrape(http)
+        # The event loop blocked for 0.6 s: the lag probe (every 0.25 s) wakes at least 0.35 s late.
+        time.sleep(0.6)
+        lagged = await scrape(http)
+        over = 'marketsrv_event_loop_lag_seconds_bucket{le="0.25"}'
+        total = "marketsrv_event_loop_lag_seconds_count"
+        assert (lagged[total] - lagged[over]) - (before[total] - before[over]) >= 1
+
+        # A client that never reads: its updates are conflated, then it is closed as slow.
+        async with open_ws(url, "/ws/market/", rcvbuf=4096) as ws:
+            symbols = ["SCOM", "KCB", "EQTY", "EABL", "ABSA", "COOP", "NCBA", "SCBK"]
+            await send(
+                ws, {"type": "subscribe", "symbols": symbols, "order_book": True, "depth": 50}
+            )
+            with trio.fail_after(30):
+                while True:
+                    now = await scrape(http)
+                    conflated = now["marketsrv_ws_updates_conflated_total"]
+                    slow = now["marketsrv_ws_slow_closed_total"]
+                    if conflated > before["marketsrv_ws_updates_conflated_total"] and slow > 0:
+                        break
+                    await trio.sleep(0.1)
+
+        # A private event delivered to a /ws/user/ socket.
+        auth = await register(http, "private", cash=100_000)
+        token = auth["Authorization"].split()[1]
+        async with open_ws(url, f"/ws/user/?token={token}") as ws:
+            await http.post("/api/trading/wallet/", json={"amount": 5}, headers=auth)
+            await next_of(ws, "wallet")
+            delivered = await scrape(http)
+        assert delivered["marketsrv_user_events_delivered_total"] >= 1
+        assert delivered['marketsrv_ws_connections{stream="user"}'] == 1
+
+
+async def test_forwarded_addresses_and_cross_site_pages(start_server: ServerFactory) -> None:
+    url, _ = await start_server(proxy_hops=2)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # Two trusted proxies: the client is the second address from the right.
+        ok = {"X-Forwarded-For": "203.0.113.9, 127.0.0.1, 10.0.0.1"}
+        assert (await http.get("/metrics", headers=ok)).status_code == 200
+        for unusable in ("203.0.113.7", ",", ", 127.0.0.1"):
+            answer = await http.get("/metrics", headers={"X-Forwarded-For": unusable})
+            assert answer.status_code == 403, unusable  # unknown, never the proxy's own address
+        for page in ({"Origin": "http://localhost:3000"}, {"Sec-Fetch-Site": "cross-site"}):
+            answer = await http.get("/-/settings.json", headers=page)
+            assert answer.json()["code"] == "operator_only", page
+        assert (await http.get("/metrics", headers={"Sec-Fetch-Site": "none"})).status_code == 200
+
+
+def test_loopback_addresses() -> None:
+    from marketsrv.api.hosts import is_loopback
+
+    for address in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "localhost"):
+        assert is_loopback(address), address
+    for address in ("", "10.0.0.1", "::ffff:10.0.0.1", "0.0.0.0", "localhost.evil.com", "::"):
+        assert not is_loopback(address), address

@@ -9,10 +9,14 @@ trading API needs a token (401). What only the service knows a route declares wi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import trio
 from pydantic import BaseModel, Field
+from quart import Quart, Response, current_app
+from quart_schema import hide
 from quart_schema.openapi import OpenAPIProvider
 from quart_schema.validation import (
     QUART_SCHEMA_QUERYSTRING_ATTRIBUTE,
@@ -90,14 +94,17 @@ def tag_of(path: str) -> str:
 
 
 class MarketsrvOpenAPI(OpenAPIProvider):
-    """quart-schema's document with each operation's errors and tag, made once: the routes are
-    all registered before the app serves, and making it costs about 0.1 s of CPU."""
+    """quart-schema's document with each operation's errors and tag, made once (on a worker
+    thread, see `serve_off_the_loop`): the routes are all registered before the app serves, and
+    making it costs about 0.1 s of CPU."""
 
     _made: dict[str, Any] | None = None
+    _making = threading.Lock()
 
     def schema(self) -> dict[str, Any]:
-        if self._made is None:
-            self._made = super().schema()
+        with self._making:
+            if self._made is None:
+                self._made = super().schema()
         return self._made
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,3 +126,15 @@ class MarketsrvOpenAPI(OpenAPIProvider):
                 operation["tags"] = [tag_of(rule.rule)]
         components["ErrorBody"] = ErrorBody.model_json_schema()
         return paths, components
+
+
+def serve_off_the_loop(app: Quart) -> None:
+    """quart-schema's `/api/openapi.json` view, with the document made on a worker thread."""
+    provider = app.extensions["QUART_SCHEMA"].openapi_provider
+
+    @hide
+    async def openapi() -> Response:
+        document = await trio.to_thread.run_sync(provider.schema)
+        return Response(current_app.json.dumps(document), mimetype="application/json")
+
+    app.view_functions["openapi"] = openapi

@@ -2,7 +2,10 @@
 
 Who may read them is the setting `operator_endpoints`: `loopback` (the default) answers only
 requests from this machine that did not come through a proxy (without `proxy_hops`, a request
-carrying a forwarding header did, whatever its socket says), `on` anyone, `off` no one (404).
+carrying a forwarding header did, whatever its socket says) nor from a web page of another site
+(an `Origin` header, or `Sec-Fetch-Site` other than `none` or `same-origin`), `on` anyone, `off`
+no one (404). A proxy that adds none of the forwarding headers makes its clients look local:
+refuse these paths at such a proxy (docs/deploy.md does), or turn them off.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from storage import SCHEMA_VERSION
 
 blueprint = Blueprint("operator", __name__)
 
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "via")
 # The distributions whose versions /-/versions.json reports: ours and what we run on.
 DISTRIBUTIONS = (
     "trio", "quart", "quart-trio", "hypercorn", "quart-schema", "pydantic", "sortedcontainers",
-    "orjson", "argon2-cffi", "quart-cors", "prometheus-client", "tzdata",
+    "orjson", "argon2-cffi", "quart-cors", "prometheus-client", "markdown-it-py", "tzdata",
 )  # fmt: skip
 
 
@@ -49,7 +52,12 @@ def check_access() -> None:
     # Without trusted proxies (proxy_hops), a forwarding header means a proxy on this machine
     # passed on a remote client's request; with them, the client address is already that client.
     proxied = not settings.proxy_hops and any(h in request.headers for h in FORWARDING_HEADERS)
-    if not is_loopback(client[0]) or proxied:
+    # A page in a browser on this machine is local too: a cross-site fetch says so (Origin,
+    # Sec-Fetch-Site), and may not read what only the operator should.
+    cross_site = "origin" in request.headers or request.headers.get(
+        "sec-fetch-site", "none"
+    ) not in ("none", "same-origin")
+    if not is_loopback(client[0]) or proxied or cross_site:
         raise Forbidden(
             "operator_only",
             "this is readable from the server's own machine only (operator_endpoints = loopback)",

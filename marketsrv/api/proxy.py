@@ -32,8 +32,11 @@ class ForwardedFor:
                     proto = value.decode("latin-1").split(",")[-1].strip().lower()
             if addresses or proto:
                 scope = dict(scope)  # the server's scope is not ours to change
-                if len(addresses) >= self.hops and addresses[-self.hops]:
-                    scope["client"] = (addresses[-self.hops], 0)
+                if addresses:
+                    # Fewer addresses than trusted proxies, or an empty one: the client is
+                    # unknown, never the proxy's own (loopback) address.
+                    found = addresses[-self.hops] if len(addresses) >= self.hops else ""
+                    scope["client"] = (found, 0)
                 if proto in ("http", "https"):
                     websocket = scope["type"] == "websocket"
                     scope["scheme"] = {"http": "ws", "https": "wss"}[proto] if websocket else proto
