@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.users_cli": 6,
     "marketsrv.scenario_cli": 6,
     "marketsrv.backup_cli": 6,
+    "marketsrv.serve_cli": 6,
     "marketsrv.__main__": 6,
     "marketsrv": 0,  # the package's __init__: its version only
 }
