@@ -38,6 +38,11 @@ def main(argv: Sequence[str]) -> int:
     except (SettingsError, StorageError) as exc:
         print(f"marketsrv backup: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the system refuses outright (too long, no access)
+        print(
+            f"marketsrv backup: {exc.filename or args.file}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
     print(
         f"marketsrv backup: {Path(settings.database).resolve()} -> {done.path.resolve()}: "
         f"{done.bytes:,} bytes, schema version {done.schema_version}, "

@@ -72,6 +72,13 @@ async def _get(runtime: Runtime, path: str) -> int:
 
 def main(settings: Settings, get: str | None) -> int:
     logs.setup(settings.log_level, settings.log_format)  # before anything that logs
+    if settings.proxy_hops and not is_loopback(settings.host):
+        log.warning(
+            "proxy_hops = %d on %s: clients that reach this port directly can claim any address;"
+            " bind to loopback behind the proxy",
+            settings.proxy_hops,
+            settings.host,
+        )
     sock = None
     if get is None:
         try:  # first: nothing is opened or announced unless the port is ours

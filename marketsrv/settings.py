@@ -350,6 +350,8 @@ def validate(settings: Settings) -> Settings:
         problems.append("chat_messages_per_minute must be 0 to 100000")
     if not 1 <= settings.user_stream_max_resume <= 100_000:
         problems.append("user_stream_max_resume must be 1 to 100000")
+    if not settings.database.strip():
+        problems.append("database must name a file")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
     if problems:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Histogram
 
-from storage.errors import DatabaseInUse, SchemaTooNew, StorageClosed, StorageError
+from storage.errors import DatabaseInUse, StorageClosed, StorageError
 from storage.schema import SCHEMA_VERSION, migrate
 
 try:
@@ -98,6 +98,9 @@ class Database:
             conn = self._connect()
             try:
                 found = migrate(conn)
+            except StorageError as exc:  # newer than this program, or not ours: say which file
+                conn.close()
+                raise type(exc)(f"cannot open the database {self.path}: {exc}") from None
             except BaseException:
                 conn.close()
                 raise
@@ -107,9 +110,6 @@ class Database:
             if isinstance(exc, sqlite3.DatabaseError) and "not a database" in reason:
                 reason += " (not a SQLite file: is --database the right path?)"
             raise StorageError(f"cannot open the database {self.path}: {reason}") from exc
-        except SchemaTooNew as exc:
-            self._release_lock()
-            raise SchemaTooNew(f"cannot open the database {self.path}: {exc}") from None
         except StorageError:
             self._release_lock()
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from storage.errors import SchemaTooNew
+from storage.errors import SchemaTooNew, StorageError
 
 MIGRATIONS: list[str] = [
     # 1: accounts, the cash ledger, orders, fills, holdings, and the outbox.
@@ -272,6 +272,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to `SCHEMA_VERSION`; return the version found before."""
     found: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found < 0:
+        raise StorageError(f"its schema version is {found}: it is not a marketsrv database")
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"it was written by a newer marketsrv (schema version {found}; this one knows up to"

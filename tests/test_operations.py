@@ -149,9 +149,10 @@ async def test_the_docs_pages(start_server: ServerFactory) -> None:
         # A person who types a wrong address gets a page that points at the docs; a program,
         # and anything under /api/, gets the JSON error, which names them too.
         browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-        lost = await http.get("/nowhere", headers=browser)
-        assert lost.status_code == 404 and 'href="/docs"' in lost.text
-        assert lost.headers["content-type"].startswith("text/html")
+        for nowhere in ("/nowhere", "/docs/nothing"):
+            lost = await http.get(nowhere, headers=browser)
+            assert lost.status_code == 404 and 'href="/docs"' in lost.text
+            assert lost.headers["content-type"].startswith("text/html")
         for path, headers in (("/nowhere", {}), ("/api/nowhere", browser)):
             answer = await http.get(path, headers=headers)
             assert answer.status_code == 404 and "/docs" in answer.json()["message"]
@@ -302,6 +303,14 @@ async def test_a_newer_database_is_refused_with_what_to_do(tmp_path: Path) -> No
         code, out = await run_cli(*argv, "--database", str(db))
         assert code == 2 and "Traceback" not in out, out
         assert "newer marketsrv" in out and "restore a backup" in out, out
+    negative = tmp_path / "negative.db"
+    conn = sqlite3.connect(negative)
+    conn.execute("PRAGMA user_version = -1")
+    conn.close()
+    code, out = await run_cli("--get", "/api/health/", "--database", str(negative))
+    assert code == 2 and "not a marketsrv database" in out and "Traceback" not in out
+    code, out = await run_cli("--get", "/api/health/", "--database", "")
+    assert code == 2 and "database must name a file" in out, out
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite" * 100)
     code, out = await run_cli("--get", "/api/health/", "--database", str(junk))
@@ -411,3 +420,21 @@ def test_loopback_addresses() -> None:
         assert is_loopback(address), address
     for address in ("", "10.0.0.1", "::ffff:10.0.0.1", "0.0.0.0", "localhost.evil.com", "::"):
         assert not is_loopback(address), address
+
+
+def test_the_access_log_redacts_tokens_however_named_and_keeps_lines_whole() -> None:
+    from marketsrv.api.access_log import MAX_AGENT, _clean, _redact
+
+    for query in ("token=abc", "TOKEN=abc", "%74oken=abc", "to%6Ben=abc&x=1", "x=1&token=abc"):
+        assert "abc" not in _redact(query), query
+    assert _redact("symbol=SCOM&tokens=2") == "symbol=SCOM&tokens=2"
+    assert _clean("a\x1b[31mb\nc", 100) == "a\\x1b[31mb\\x0ac"
+    assert len(_clean("x" * 100_000, MAX_AGENT)) == MAX_AGENT + 1
+
+
+def test_forwarded_addresses_must_be_addresses() -> None:
+    from marketsrv.api.proxy import _address
+
+    assert _address("203.0.113.9") == "203.0.113.9" and _address("2001:db8::1") == "2001:db8::1"
+    for bad in ("localhost", "garbage", "1.2.3.4:5678", "[2001:db8::1]:443", ""):
+        assert _address(bad) == "", bad

@@ -13,10 +13,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 log = logging.getLogger("marketsrv.access")
+MAX_AGENT = 256  # characters of the User-Agent logged
+MAX_TARGET = 2048  # and of the path and query
 
 
 class AccessLog:
@@ -38,7 +41,7 @@ class AccessLog:
             logged[0] = True
             client = scope.get("client") or ("-", 0)
             headers = dict(scope.get("headers") or ())
-            agent = headers.get(b"user-agent", b"-").decode("latin-1")
+            agent = _clean(headers.get(b"user-agent", b"-").decode("latin-1"), MAX_AGENT)
             method = scope.get("method", "GET")
             path = scope.get("raw_path") or scope["path"].encode()
             query = (
@@ -46,7 +49,7 @@ class AccessLog:
                 if scope.get("query_string")
                 else ""
             )
-            target = path.decode("latin-1") + query
+            target = _clean(path.decode("latin-1") + query, MAX_TARGET)
             ms = round((time.perf_counter() - started) * 1000, 1)
             log.info(
                 '%s:%s "%s %s HTTP/%s" %s %s %.1fms "%s"',
@@ -79,9 +82,21 @@ class AccessLog:
             line()
 
 
-_TOKEN = re.compile(r"(^|&)(token=)[^&]*", re.IGNORECASE)
-
-
 def _redact(query: str) -> str:
-    """A bearer token in the query (`/ws/user/?token=`) never reaches the log."""
-    return _TOKEN.sub(r"\1\2[redacted]", query)
+    """A bearer token in the query (`/ws/user/?token=`) never reaches the log, however its name
+    is written (`TOKEN`, `%74oken`): a parameter whose decoded name is `token` loses its value."""
+    parts = []
+    for part in query.split("&"):
+        name = part.partition("=")[0]
+        parts.append(f"{name}=[redacted]" if unquote_plus(name).lower() == "token" else part)
+    return "&".join(parts)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(text: str, limit: int) -> str:
+    """At most `limit` characters, control characters escaped: one request, one log line."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

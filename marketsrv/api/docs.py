@@ -23,6 +23,7 @@ from quart import Blueprint, Response, current_app
 from quart_schema import hide, validate_response
 
 from marketsrv import __version__
+from marketsrv.api.errors import not_found_page, wants_page
 from marketsrv.api.screen import PAGE_HEADERS
 from marketsrv.errors import NotFound
 
@@ -243,6 +244,8 @@ async def docs() -> Response:
 @hide
 async def manual(name: str) -> Response:
     if name not in MANUAL:
+        if wants_page():
+            return not_found_page()
         raise NotFound("not_found", "no such page; the documentation starts at /docs")
     try:
         return _answer(await trio.to_thread.run_sync(manual_page, name))

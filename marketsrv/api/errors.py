@@ -103,7 +103,7 @@ def register_error_handlers(app: Quart) -> None:
         code = _HTTP_CODES.get(status, "http_error")
         text = error.description or error.name
         if status == 404:
-            if _browser():
+            if wants_page():
                 return not_found_page()
             text = "No such endpoint; the API is described at /docs."
         elif status == 405:
@@ -122,7 +122,7 @@ def register_error_handlers(app: Quart) -> None:
         return error_response(500, "internal_error", "The server hit an unexpected error.")
 
 
-def _browser() -> bool:
+def wants_page() -> bool:
     """A person's browser, who is better served by a page than by a JSON error."""
     accepts = request.accept_mimetypes
     return (

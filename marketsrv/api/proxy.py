@@ -10,6 +10,7 @@ server that the proxies alone can reach: anyone else could claim any address.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,11 +34,19 @@ class ForwardedFor:
             if addresses or proto:
                 scope = dict(scope)  # the server's scope is not ours to change
                 if addresses:
-                    # Fewer addresses than trusted proxies, or an empty one: the client is
-                    # unknown, never the proxy's own (loopback) address.
+                    # Fewer addresses than trusted proxies, or one that is not an IP address:
+                    # the client is unknown, never the proxy's own (loopback) address.
                     found = addresses[-self.hops] if len(addresses) >= self.hops else ""
-                    scope["client"] = (found, 0)
+                    scope["client"] = (_address(found), 0)
                 if proto in ("http", "https"):
                     websocket = scope["type"] == "websocket"
                     scope["scheme"] = {"http": "ws", "https": "wss"}[proto] if websocket else proto
         await self.app(scope, receive, send)
+
+
+def _address(text: str) -> str:
+    """An IP address as written by a proxy (nginx's `$remote_addr`), or "" for anything else."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return ""
