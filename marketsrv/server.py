@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from hypercorn.config import Config
@@ -24,6 +25,7 @@ from marketsrv.streams.transport import CLOSE_TIMEOUT_ATTR, COMPRESSION_ATTR
 from marketsrv.streams.transport import install as install_transport_hook
 
 log = logging.getLogger("marketsrv")
+CONNECTION_EVENT_S = 5.0  # at most this long to close a connection or restart its idle timer
 
 
 def guard_connections() -> None:
@@ -35,7 +37,15 @@ def guard_connections() -> None:
     packet (h11's `LocalProtocolError`; pgjones/hypercorn#225), and its next bug may be another.
     Wrapping that one method (a stable name in every hypercorn with a trio worker) turns any
     such error into a logged, closed connection. Cancellation still passes through.
+
+    It also lets a finished connection close. hypercorn handles the end of a response (close
+    for `Connection: close` and HTTP/1.0, or start the keep-alive timer) inside the request's
+    task, which quart-trio cancels once the response is sent: the close's first checkpoint
+    raised Cancelled, so such sockets stayed open for good and one client could hold every file
+    descriptor (pgjones/hypercorn#330 is the symptom). Those connection events now run shielded,
+    under a deadline.
     """
+    from hypercorn.events import RawData
     from hypercorn.trio.tcp_server import TCPServer
 
     if getattr(TCPServer, "_marketsrv_guarded", False):
@@ -57,7 +67,17 @@ def guard_connections() -> None:
             ):
                 await self.stream.aclose()
 
+    original_send = TCPServer.protocol_send
+
+    async def protocol_send(self: TCPServer, event: Any) -> None:
+        if isinstance(event, RawData):  # hypercorn shields its own writes
+            await original_send(self, event)
+            return
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CONNECTION_EVENT_S):
+            await original_send(self, event)
+
     TCPServer.run = run  # type: ignore[method-assign]
+    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
     TCPServer._marketsrv_guarded = True  # type: ignore[attr-defined]
 
 

@@ -370,3 +370,28 @@ def test_allowed_host_entries_are_read_as_host_headers() -> None:
         name = host_name(header)
         assert name is not None and host_allowed(name, allowed), header
     assert allowed_hosts("auto", "0.0.0.0") is None and allowed_hosts("*", "127.0.0.1") is None
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"GET /api/health/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # then idle past keep-alive
+    ],
+    ids=["connection-close", "http-1.0", "keep-alive-idle"],
+)
+async def test_finished_connections_are_closed(
+    start_server: ServerFactory, request_head: bytes
+) -> None:
+    """A client that holds its sockets open cannot keep them: the server closes each one once its
+    answer is sent (Connection: close, HTTP/1.0) or it has been idle for the keep-alive time."""
+    url, _ = await start_server()
+    port = int(url.rsplit(":", 1)[1])
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(request_head)
+        answer = b""
+        with trio.fail_after(20):  # hypercorn's keep-alive timeout is 5 s
+            while chunk := await stream.receive_some():
+                answer += chunk
+    assert answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")), answer[:100]
