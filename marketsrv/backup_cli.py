@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from marketsrv.settings import SettingsError, load
+from marketsrv.settings import SettingsError, load_for_command
 from storage import StorageError
 from storage.backup import backup
 
@@ -30,10 +30,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
     args = parser.parse_args(argv)
     try:
-        settings = load(
-            {"database": args.database} if args.database else {},
-            Path(args.config) if args.config else None,
-        )
+        settings = load_for_command(args.config, database=args.database)
         done = backup(settings.database, args.file, overwrite=args.force)
     except (SettingsError, StorageError) as exc:
         print(f"marketsrv backup: {exc}", file=sys.stderr)

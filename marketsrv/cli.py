@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from marketsrv import __version__
-from marketsrv.settings import SettingsError, describe, load, settings_table
+from marketsrv.settings import SettingsError, describe, load_for_command, settings_table
 
 SUBCOMMANDS = {
     "users": "marketsrv.users_cli",
@@ -76,12 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.help_settings:
         print("\n".join(describe()))
         return 0
-    cli = {
-        s.name: getattr(args, s.name) for s in settings_table() if getattr(args, s.name) is not None
-    }
-    config = args.config or os.environ.get("MARKETSRV_CONFIG")
+    flags = {s.name: getattr(args, s.name) for s in settings_table()}
     try:
-        settings = load(cli, Path(config) if config else None)
+        settings = load_for_command(args.config, **flags)
     except SettingsError as exc:
         print(f"marketsrv: {exc}", file=sys.stderr)
         return 2

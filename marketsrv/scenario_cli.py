@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from marketsrv.market.scenarios import NAMES
-from marketsrv.settings import SettingsError, load
+from marketsrv.settings import SettingsError, load_for_command
 
 TIMEOUT_S = 10.0
 
@@ -96,10 +96,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--config", metavar="FILE", help="TOML file of settings")
     args = parser.parse_args(argv)
     try:
-        settings = load(
-            {"database": args.database} if args.database else {},
-            Path(args.config) if args.config else None,
-        )
+        settings = load_for_command(args.config, database=args.database)
     except SettingsError as exc:
         print(f"marketsrv scenario: {exc}", file=sys.stderr)
         return 2

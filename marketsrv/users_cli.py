@@ -10,12 +10,11 @@ import secrets
 import sqlite3
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from argon2 import PasswordHasher
 
 from marketsrv.errors import BadRequest, MarketsrvError
-from marketsrv.settings import SettingsError, load
+from marketsrv.settings import SettingsError, load_for_command
 from marketsrv.trading import accounts, wallet
 from marketsrv.trading.money import parse_cents
 from marketsrv.units import wall_clock_ms
@@ -86,10 +85,7 @@ def main(argv: Sequence[str]) -> int:
         command.add_argument("--config", metavar="FILE", help="TOML file of settings")
     args = parser.parse_args(argv)
     try:
-        settings = load(
-            {"database": args.database} if args.database else {},
-            Path(args.config) if args.config else None,
-        )
+        settings = load_for_command(args.config, database=args.database)
         deposit = parse_cents(args.deposit, "deposit") if args.command == "create" else 0
         if deposit < 0:
             raise BadRequest("invalid_deposit", "deposit must not be negative")

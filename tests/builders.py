@@ -135,9 +135,12 @@ async def server_process(
             await proc.wait()
 
 
-async def run_cli(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
-    """`python -m marketsrv ARGV` to its end (under a time limit): (exit status, its output)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")}
+async def run_cli(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """`python -m marketsrv ARGV` to its end (under a time limit): (exit status, its output).
+    MARKETSRV_* variables are not passed, but for those in `env`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETSRV_")} | (env or {})
     with trio.fail_after(30):
         done = await trio.run_process(
             [sys.executable, "-m", "marketsrv", *argv],

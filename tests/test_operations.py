@@ -438,3 +438,22 @@ def test_forwarded_addresses_must_be_addresses() -> None:
     assert _address("203.0.113.9") == "203.0.113.9" and _address("2001:db8::1") == "2001:db8::1"
     for bad in ("localhost", "garbage", "1.2.3.4:5678", "[2001:db8::1]:443", ""):
         assert _address(bad) == "", bad
+
+
+async def test_the_subcommands_read_the_config_file_the_server_reads(tmp_path: Path) -> None:
+    """MARKETSRV_CONFIG (as the systemd unit and the cron line of docs/deploy.md set it) names
+    the database for `users` and `backup` as for the server: not a new one in the folder."""
+    db = tmp_path / "live" / "marketsrv.db"
+    config = tmp_path / "marketsrv.toml"
+    config.write_text(f'database = "{db}"\n')
+    env = {"MARKETSRV_CONFIG": str(config)}
+    code, out = await run_cli("--get", "/api/health/", env=env, cwd=tmp_path)
+    assert code == 0 and db.exists(), out
+    code, out = await run_cli("users", "create", "configured", env=env, cwd=tmp_path)
+    assert code == 0 and str(db) in out, out
+    code, out = await run_cli("backup", str(tmp_path / "copy.db"), env=env, cwd=tmp_path)
+    assert code == 0 and "integrity ok" in out, out
+    conn = sqlite3.connect(tmp_path / "copy.db")
+    assert conn.execute("SELECT 1 FROM users WHERE username = 'configured'").fetchone()
+    conn.close()
+    assert not (tmp_path / "data").exists()  # nothing went to the default database

@@ -2,7 +2,14 @@
 A leaf: it imports nothing else of marketsrv.
 """
 
-from marketsrv.settings.load import from_env, from_toml, load, parse_value, validate
+from marketsrv.settings.load import (
+    from_env,
+    from_toml,
+    load,
+    load_for_command,
+    parse_value,
+    validate,
+)
 from marketsrv.settings.table import (
     ENV_PREFIX,
     SETTINGS,
@@ -24,6 +31,7 @@ __all__ = [
     "from_env",
     "from_toml",
     "load",
+    "load_for_command",
     "parse_value",
     "public_settings",
     "settings_table",

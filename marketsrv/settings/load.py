@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marketsrv.settings.table import ENV_PREFIX, SETTINGS, SettingInfo, Settings, SettingsError
 
 # Environment variables that configure the launcher rather than the server.
-_ENV_NOT_SETTINGS = frozenset({"MARKETSRV_CONFIG"})
+CONFIG_ENV = "MARKETSRV_CONFIG"  # the config file, when no --config flag names one
+_ENV_NOT_SETTINGS = frozenset({CONFIG_ENV})
 
 
 def parse_value(info: SettingInfo, raw: Any, origin: str) -> Any:
@@ -174,3 +175,11 @@ def load(
     merged.update(from_env(os.environ if environ is None else environ))
     merged.update(_from_mapping(cli or {}, "command line"))
     return validate(Settings(**merged))
+
+
+def load_for_command(config: str | None, **flags: Any) -> Settings:
+    """`load` as every command line reads it: the file of `--config`, else of MARKETSRV_CONFIG,
+    and the flags given (a None is a flag not given)."""
+    path = config or os.environ.get(CONFIG_ENV)
+    given = {name: value for name, value in flags.items() if value is not None}
+    return load(given, Path(path) if path else None)
