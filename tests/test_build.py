@@ -50,6 +50,8 @@ async def test_the_file_serves_the_market_page_streams_and_logins(
         page = await http.get("/")
         assert page.status_code == 200 and "<title>" in page.text
         assert (await http.get("/static/js/marketsrv.js")).status_code == 200
+        for docs in ("/docs", "/docs/protocol", "/docs/deploy"):  # the manual is inside too
+            assert (await http.get(docs)).status_code == 200, docs
         login = await http.post(
             "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
         )

@@ -13,7 +13,6 @@ import contextvars
 import html
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -24,14 +23,12 @@ from quart_schema import hide, validate_response
 
 from marketsrv import __version__
 from marketsrv.api.errors import not_found_page, wants_page
-from marketsrv.api.screen import PAGE_HEADERS
+from marketsrv.api.screen import PAGE_HEADERS, shipped
 from marketsrv.errors import NotFound
 
 blueprint = Blueprint("docs", __name__)
 
-# The repository's docs/, which an installed package carries as marketsrv/manual (pyproject.toml).
-_PACKAGED = Path(__file__).resolve().parents[1] / "manual"
-MANUAL_ROOT = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "docs"
+MANUAL_ROOT = shipped("manual", "docs")
 MANUAL = {"protocol": "The wire protocol", "settings": "Settings", "deploy": "Deploying"}
 METHODS = ("get", "post", "put", "patch", "delete")
 _REFERENCE = "marketsrv.docs.reference"  # the app's reference page, made once

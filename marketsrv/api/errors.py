@@ -14,6 +14,7 @@ from quart import Quart, Request, Response, jsonify, request
 from quart_schema.validation import QuerystringValidationError, RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from marketsrv.api.screen import PAGE_HEADERS
 from marketsrv.errors import BadRequest, MarketsrvError
 
 log = logging.getLogger("marketsrv.api")
@@ -145,8 +146,5 @@ def not_found_page() -> Response:
         NOT_FOUND_PAGE,
         status=404,
         content_type="text/html; charset=utf-8",
-        headers={
-            "Content-Security-Policy": "default-src 'self'",
-            "X-Content-Type-Options": "nosniff",
-        },
+        headers=PAGE_HEADERS,  # the page's: this origin only, no frames
     )

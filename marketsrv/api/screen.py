@@ -24,10 +24,17 @@ from marketsrv.errors import NotFound
 
 log = logging.getLogger("marketsrv")
 
-# The repository's static/, which an installed package (and the one-file build) carries inside
-# as marketsrv/static (pyproject.toml maps it); a checkout has only the first.
-_PACKAGED = Path(__file__).resolve().parents[1] / "static"
-STATIC_ROOT = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "static"
+
+def shipped(packaged: str, repository: str) -> Path:
+    """A folder of the repository's top level (`static`, `docs`), which an installed package and
+    the one-file build carry inside as `marketsrv/<packaged>` (pyproject.toml maps them); a
+    checkout has only the repository's."""
+    package = Path(__file__).resolve().parents[1]
+    inside = package / packaged
+    return inside if inside.is_dir() else package.parent / repository
+
+
+STATIC_ROOT = shipped("static", "static")
 MAX_FILES = 500  # a guard against serving a wrong, huge directory
 TYPES = {
     ".html": "text/html; charset=utf-8",
