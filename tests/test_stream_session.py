@@ -472,7 +472,7 @@ def test_rest_and_stream_render_one_quote(market: tuple[Market, Simulator, FakeC
     m, _, _ = market
     for symbol in ("SCOM", "KCB"):
         rest = stock_view(m, symbol).model_dump()
-        stream = frames_module.market_data(m, symbol)
+        stream = frames_module.market_data(m, symbol, m.clock())
         assert rest["current_price"] == stream["price"]
         assert rest["change_percent"] == stream["changePercent"]
         for key in ("volume", "high", "low", "open", "previous_close", "change", "bid", "ask",

@@ -72,14 +72,15 @@ def error_frame(ts: float, code: str, message: str, **extra: Any) -> Frame:
     return frame("error", {"code": code, "message": message, **extra}, ts)
 
 
-def market_data(market: Market, symbol: str) -> dict[str, Any]:
-    """The seed's `market_data`: price, volume, high, low, change, changePercent, top of book."""
+def market_data(market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
+    """The seed's `market_data`: price, volume, high, low, change, changePercent, top of book,
+    as of `now_ms` (every frame of one publish carries the same instant)."""
     q = quote(market, symbol)
     return {
         "symbol": symbol, "price": q.price, "volume": q.volume, "high": q.high, "low": q.low,
         "open": q.open, "previous_close": q.previous_close, "change": q.change,
         "changePercent": q.change_percent, "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size,
-        "ask_size": q.ask_size, "trades": q.trades, "seq": q.seq, "timestamp": market.clock(),
+        "ask_size": q.ask_size, "trades": q.trades, "seq": q.seq, "timestamp": now_ms,
         "state": q.state,
     }  # fmt: skip
 
@@ -101,21 +102,34 @@ def _levels(rows: list[tuple[int, int]]) -> list[dict[str, Any]]:
     return [{"price": p / 100, "quantity": q, "total": p * q / 100} for p, q in rows]
 
 
-def order_book(market: Market, symbol: str, depth: int | None) -> dict[str, Any]:
+def order_book(market: Market, symbol: str, depth: int | None, now_ms: int) -> dict[str, Any]:
     """The top `depth` levels a side (None: the whole book), with the book's sequence number."""
     book = market.books[symbol]
     bids, asks = book.all_levels() if depth is None else book.depth(depth)
+    return book_data(symbol, bids, asks, depth, book.seq, now_ms)
+
+
+def book_data(
+    symbol: str,
+    bids: list[tuple[int, int]],
+    asks: list[tuple[int, int]],
+    depth: int | None,
+    seq: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """An `order_book` from its levels (best first, at most `depth` a side), whoever keeps them:
+    the book itself, or an edge's mirror of it (scale/mirror.py), so both send the same bytes."""
     return {
         "symbol": symbol,
         "bids": _levels(bids),
         "asks": _levels(asks),
         "depth": depth if depth is not None else max(len(bids), len(asks)),
-        "seq": book.seq,
-        "timestamp": market.clock(),
+        "seq": seq,
+        "timestamp": now_ms,
     }
 
 
-def order_book_update(market: Market, diff: BookDiff) -> dict[str, Any]:
+def order_book_update(diff: BookDiff, now_ms: int) -> dict[str, Any]:
     """Changed levels with absolute quantities (0 removes the level), from `prev_seq` to `seq`."""
     return {
         "symbol": diff.symbol,
@@ -125,7 +139,7 @@ def order_book_update(market: Market, diff: BookDiff) -> dict[str, Any]:
             {"price": p / 100, "quantity": q} for p, q in sorted(diff.bids.items(), reverse=True)
         ],
         "asks": [{"price": p / 100, "quantity": q} for p, q in sorted(diff.asks.items())],
-        "timestamp": market.clock(),
+        "timestamp": now_ms,
     }
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import orjson
@@ -37,24 +38,29 @@ class HubSettings:
     dead_client_timeout_s: float = 60.0  # nothing received this long (pings unanswered): drop
 
 
+Tap = Callable[[int, list[tuple[str, Frame]]], None]
+_NOBODY: frozenset[Connection] = frozenset()
+
+
 class _SymbolFrames:
     """One symbol's frames of one interval, each built on first use and then shared."""
 
-    def __init__(self, market: Market, symbol: str, ts: float) -> None:
-        self.market, self.symbol, self.ts = market, symbol, ts
+    def __init__(self, market: Market, symbol: str, now_ms: int) -> None:
+        self.market, self.symbol, self.now_ms, self.ts = market, symbol, now_ms, now_ms / 1000
         self._market_data: Frame | None = None
         self._books: dict[int | None, Frame] = {}
 
     def market_data(self) -> Frame:
         if self._market_data is None:
-            data = frames.market_data(self.market, self.symbol)
+            data = frames.market_data(self.market, self.symbol, self.now_ms)
             self._market_data = frame("market_data", data, self.ts)
         return self._market_data
 
     def book(self, depth: int | None) -> Frame:
         f = self._books.get(depth)
         if f is None:
-            f = frame("order_book", frames.order_book(self.market, self.symbol, depth), self.ts)
+            data = frames.order_book(self.market, self.symbol, depth, self.now_ms)
+            f = frame("order_book", data, self.ts)
             self._books[depth] = f
         return f
 
@@ -76,6 +82,9 @@ class Hub:
         self.counters = StreamCounters()  # what its connections sent
         self.slow_closed = 0
         self.dead_dropped = 0
+        # A primary's bus publisher (scale/primary.py): every publish hands it the instant and
+        # every frame built, of every symbol that changed, subscribed here or not.
+        self.tap: Tap | None = None
 
     def now_s(self) -> float:
         """Frames' `ts`: seconds by the market's clock (the one clock of the server)."""
@@ -117,18 +126,21 @@ class Hub:
     # -- snapshots on request ------------------------------------------------------------------
 
     def book_snapshot(self, symbol: str, depth: int | None) -> Frame:
-        return frame("order_book", frames.order_book(self.market, symbol, depth), self.now_s())
+        now_ms = self.market.clock()
+        return frame(
+            "order_book", frames.order_book(self.market, symbol, depth, now_ms), now_ms / 1000
+        )
 
     def send_snapshots(
         self, conn: Connection, symbols: Iterable[str], order_book: bool = False
     ) -> None:
         """The current state of `symbols`, queued behind the replies already waiting."""
-        ts = self.now_s()
+        now_ms = self.market.clock()
+        ts = now_ms / 1000
         for symbol in symbols:
             if conn.market_data:
-                conn.offer_market(
-                    symbol, frame("market_data", frames.market_data(self.market, symbol), ts)
-                )
+                data = frames.market_data(self.market, symbol, now_ms)
+                conn.offer_market(symbol, frame("market_data", data, ts))
             if conn.order_book or order_book:
                 if conn.book_mode == "diff":
                     conn.start_diffs(symbol, self.book_snapshot(symbol, None))
@@ -145,29 +157,41 @@ class Hub:
 
     def publish(self) -> None:
         """Offer every subscriber the symbols that changed since the last call, then wake them."""
-        market = self.market
-        ts = self.now_s()
+        market, tap = self.market, self.tap
+        now_ms = market.clock()  # one instant for every frame of this publish
+        ts = now_ms / 1000
+        tapped: list[tuple[str, Frame]] = []
         if market.state_version != self._state_version:
             self._state_version = market.state_version
             state = frame("market_state", frames.market_state(market), ts)
             for conn in self.connections:
                 if conn.market_data:  # /ws/market/; a book-only client gets books only
                     conn.reply(state)
+            tapped.append(("", state))
             self._published_seq.clear()  # every symbol's market_data again: its state changed
-        for symbol, subscribers in self.subscribers.items():
-            if not subscribers:
+        for symbol in market.books if tap is not None else self.subscribers:
+            subscribers = self.subscribers.get(symbol, _NOBODY)
+            if not subscribers and tap is None:
                 continue
             book = market.books[symbol]
             if self._published_seq.get(symbol) == book.seq:
                 continue
             self._published_seq[symbol] = book.seq
-            shared = _SymbolFrames(market, symbol, ts)
+            shared = _SymbolFrames(market, symbol, now_ms)
             diff = book.take_changes()
             diff_frame = None
             if diff.bids or diff.asks:
-                diff_frame = frame("order_book_update", frames.order_book_update(market, diff), ts)
-            trade_frames = self._new_trades(symbol, subscribers, ts)
+                diff_frame = frame("order_book_update", frames.order_book_update(diff, now_ms), ts)
+            trade_frames = self._new_trades(symbol, subscribers, ts, tap is not None)
             candle_frame = None
+            if tap is not None:
+                tapped.append((symbol, shared.market_data()))
+                if diff_frame is not None:
+                    tapped.append((symbol, diff_frame))
+                if trade_frames:
+                    candle_frame = self._candle(symbol, ts)
+                    tapped.append((symbol, candle_frame))
+                    tapped.extend((symbol, f) for f in trade_frames)
             for conn in subscribers:
                 if conn.market_data:
                     conn.offer_market(symbol, shared.market_data())
@@ -189,17 +213,20 @@ class Hub:
         for conn in self.connections:
             conn.wake()
         self.publishes += 1
+        if tap is not None:
+            tap(now_ms, tapped)
 
     def _new_trades(
-        self, symbol: str, subscribers: set[Connection], ts: float
+        self, symbol: str, subscribers: AbstractSet[Connection], ts: float, wanted: bool = False
     ) -> list[Frame] | None:
-        """Trade frames since the last publish (None: no new trade); built only if someone wants them."""
+        """Trade frames since the last publish (None: no new trade); built only if someone wants
+        them (`wanted`: the tap does)."""
         log_ = self.market.trades[symbol]
         cursor = self._trade_cursor[symbol]
         if not log_ or log_[-1].trade_id <= cursor:
             return None
         self._trade_cursor[symbol] = log_[-1].trade_id
-        if not any(c.trades for c in subscribers):
+        if not wanted and not any(c.trades for c in subscribers):
             return []
         inst = self.market.instruments[symbol]
         new = []
