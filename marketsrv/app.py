@@ -32,7 +32,7 @@ from marketsrv.api.proxy import ForwardedFor
 from marketsrv.api.trading import blueprint as trading_blueprint
 from marketsrv.market import Market, Simulator, load_universe
 from marketsrv.market.calendar import Calendar
-from marketsrv.market.instruments import universe_currency
+from marketsrv.market.instruments import universe_currency, universe_version
 from marketsrv.memory import MarketMemory, MemorySettings
 from marketsrv.private import Relay, UserStreamRouter
 from marketsrv.private.chat import ChatRouter
@@ -50,7 +50,8 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """The market, simulator and trading services for these settings.
+    """The market, simulator and trading services for these settings (an edge has a market of
+    its universe only: its books are mirrors, scale/edge.py).
 
     Blocking (reads the universe file, opens the database, restores the market's memory and
     reloads open orders): call it before serving, and close the runtime's trading services when
@@ -58,6 +59,11 @@ def build_runtime(settings: Settings) -> Runtime:
     """
     if settings.seed < 0:
         settings = settings.replace(seed=random.SystemRandom().randrange(2**31))
+    hub_settings = HubSettings(
+        max_connections=settings.ws_max_connections,
+        slow_client_timeout_s=settings.ws_slow_client_timeout_s,
+        dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
+    )
     market = Market(
         load_universe(settings.universe),
         trade_history=settings.trade_history,
@@ -65,6 +71,12 @@ def build_runtime(settings: Settings) -> Runtime:
         currency=universe_currency(settings.universe),
         calendar=Calendar(settings.calendar, settings.timezone),
     )
+    if settings.role == "edge":
+        from marketsrv.scale.edge import EdgeHub  # the bus's client: only when asked for
+
+        return Runtime(
+            settings=settings, market=market, simulator=None, hub=EdgeHub(market, hub_settings)
+        )
     simulator = None
     if settings.simulate:
         simulator = Simulator(
@@ -102,14 +114,7 @@ def build_runtime(settings: Settings) -> Runtime:
         before_reload=memory.restore,  # the market as it was, before users' orders meet it
     )
     # After the restore: the hub starts from the restored trades, not before them.
-    hub = Hub(
-        market,
-        HubSettings(
-            max_connections=settings.ws_max_connections,
-            slow_client_timeout_s=settings.ws_slow_client_timeout_s,
-            dead_client_timeout_s=3 * settings.ws_ping_interval_s or float("inf"),
-        ),
-    )
+    hub = Hub(market, hub_settings)
     relay = Relay(
         trading.store.db,
         retention_ms=int(settings.outbox_retention_days * DAY_MS),
@@ -177,7 +182,20 @@ def create_app(runtime: Runtime) -> QuartTrio:
                     await nursery.start(runtime.relay.run)
                 if runtime.equity is not None:
                     await nursery.start(runtime.equity.run)
-                await nursery.start(run_market, runtime)
+                settings, version = runtime.settings, universe_version(runtime.settings.universe)
+                if settings.role == "edge":
+                    from marketsrv.scale.edge import EdgeHub, run_edge
+
+                    assert isinstance(runtime.hub, EdgeHub)
+                    await nursery.start(run_edge, runtime.hub, settings, version)
+                else:
+                    if settings.role == "primary":
+                        from marketsrv.scale.primary import Publisher
+
+                        publisher = Publisher(runtime.market, settings, version)
+                        runtime.hub.tap = publisher.tap
+                        await nursery.start(publisher.run)
+                    await nursery.start(run_market, runtime)
                 await nursery.start(watch_loop_lag, runtime)
                 task_status.started()
 
@@ -210,7 +228,14 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
         max_messages_per_s=settings.ws_max_messages_per_s,
         close_timeout_s=settings.ws_close_timeout_s,
     )
-    router: ASGIApp = StreamRouter(create_app(runtime), runtime.hub, limits, settings.ws_fast_path)
+    app: ASGIApp = create_app(runtime)
+    if settings.role == "edge":
+        from marketsrv.scale.forward import Forwarder
+
+        app = Forwarder(
+            app, settings.primary_url, MAX_BODY_BYTES, 16 * 1024 * 1024, settings.ws_max_connections
+        )
+    router: ASGIApp = StreamRouter(app, runtime.hub, limits, settings.ws_fast_path)
     if runtime.relay is not None and runtime.trading_services is not None:
         router = UserStreamRouter(
             router, runtime.relay, runtime.trading_services, runtime.hub, limits,
@@ -220,7 +245,7 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
             router, runtime.trading_services, runtime.hub, limits, settings.ws_fast_path,
             runtime.presence, settings.chat_messages_per_minute,
         )  # fmt: skip
-    app: ASGIApp = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
+    app = HostGuard(router, allowed_hosts(settings.allowed_hosts, settings.host))
     if settings.access_log:
         app = AccessLog(app)
     return ForwardedFor(app, settings.proxy_hops) if settings.proxy_hops else app

@@ -19,7 +19,7 @@ from marketsrv.market import UniverseError
 from marketsrv.market.instruments import universe_version
 from marketsrv.runtime import Runtime
 from marketsrv.server import listen, serve
-from marketsrv.settings import Settings
+from marketsrv.settings import Settings, public_settings
 from storage import StorageError
 
 log = logging.getLogger("marketsrv")
@@ -79,6 +79,14 @@ def main(settings: Settings, get: str | None) -> int:
             settings.proxy_hops,
             settings.host,
         )
+    if settings.role != "standalone":
+        try:  # here, not at the first connection to the bus: a missing extra is a setup error
+            import marketsrv.scale.bus
+            import marketsrv.scale.forward  # noqa: F401
+        except ImportError as exc:
+            print(f"marketsrv: a {settings.role} needs the scale extra ({exc.name} is missing):"
+                  " pip install 'marketsrv[scale]'", file=sys.stderr)  # fmt: skip
+            return 2
     sock = None
     if get is None:
         try:  # first: nothing is opened or announced unless the port is ours
@@ -103,6 +111,16 @@ def main(settings: Settings, get: str | None) -> int:
     if get is not None:
         return trio.run(_get, runtime, get)
     assert sock is not None
+    if settings.role == "edge":
+        log.info(
+            "marketsrv %s; an edge of %s over the bus %s; universe version %s",
+            __version__,
+            settings.primary_url,
+            public_settings(settings)["bus_url"],
+            universe_version(settings.universe),
+        )
+        trio.run(_serve_until_signal, runtime, sock, False)
+        return 0
     try:
         port = sock.getsockname()[1]
         url = scenario_cli.server_url(settings.host, port)

@@ -55,6 +55,8 @@ def codes_in_source() -> dict[str, str]:
                     code = literal(node.args[0])
                 elif name in ("error_frame", "error_response") and len(node.args) > 1:
                     code = literal(node.args[1])
+                elif name == "error_body" and node.args:
+                    code = literal(node.args[0])
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
                     if key is not None and literal(key) == "code":

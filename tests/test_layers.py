@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "marketsrv.runtime": 4,
     "marketsrv.private": 4,
     "marketsrv.api": 5,
+    "marketsrv.scale": 5,
     "marketsrv.app": 6,
     "marketsrv.server": 6,
     "marketsrv.cli": 6,

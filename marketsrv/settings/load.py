@@ -6,6 +6,7 @@ are errors, so a typo never passes silently.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -158,9 +159,30 @@ def validate(settings: Settings) -> Settings:
         problems.append("database must name a file")
     if settings.seed < -1:
         problems.append("seed must be -1 (random) or a non-negative integer")
+    problems.extend(_scale_problems(settings))
     if problems:
         raise SettingsError("; ".join(problems))
     return settings
+
+
+def _scale_problems(settings: Settings) -> list[str]:
+    role, bus, primary = settings.role, settings.bus_url, settings.primary_url
+    if role not in {"standalone", "primary", "edge"}:
+        return ["role must be standalone, primary or edge"]
+    problems = []
+    if role == "standalone" and bus:
+        problems.append("bus_url is for a primary or an edge: set role too")
+    if role != "standalone" and not bus.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(f"a {role} needs bus_url = redis://HOST:PORT or unix:///PATH")
+    if role == "edge" and not primary.startswith(("http://", "https://")):
+        problems.append("an edge needs primary_url = http://HOST:PORT (its primary)")
+    if role != "edge" and primary:
+        problems.append("primary_url is for an edge")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", settings.bus_prefix):
+        problems.append("bus_prefix must be 1-64 letters, digits or _.:-")
+    if not 100 <= settings.bus_max_entries <= 10_000_000:
+        problems.append("bus_max_entries must be 100 to 10000000")
+    return problems
 
 
 def load(

@@ -162,6 +162,30 @@ class Settings:
         "Who may read /metrics, /-/settings.json and /-/versions.json: loopback (this machine,"
         " not through a proxy), on (anyone) or off.",
     )
+    role: str = _setting(
+        "standalone",
+        "standalone (everything in one process), primary (also publishes the market to the bus)"
+        " or edge (serves the streams from the bus, forwards the rest to primary_url); see"
+        " docs/scaling.md.",
+    )
+    bus_url: str = _setting(
+        "",
+        "The Redis (or Valkey) of a primary and its edges: redis://HOST:PORT/DB or"
+        " unix:///PATH. Empty for standalone; needs the scale extra (pip install marketsrv[scale]).",
+    )
+    bus_prefix: str = _setting(
+        "marketsrv", "Prefix of the bus's keys, so that several markets can share one Redis."
+    )
+    bus_max_entries: int = _setting(
+        10000,
+        "Stream entries the bus keeps (one per stream interval, about 2-20 KB each): how far a"
+        " slow edge may fall behind before it re-joins from a snapshot.",
+    )
+    primary_url: str = _setting(
+        "",
+        "An edge's primary, http://HOST:PORT: where it forwards the REST API, /ws/user/ and"
+        " /ws/chat/, with the caller's token.",
+    )
     log_level: str = _setting("info", "Logging level: debug, info, warning or error.")
     log_format: str = _setting(
         "text", "Log lines as text (time level logger: message) or json (one object per line)."

@@ -1,0 +1,230 @@
+"""An edge: the market streams served from the bus, with no simulator and no ledger.
+
+`EdgeHub` is the stream hub over a mirror of every symbol instead of a market: its clients
+subscribe, get snapshots and updates exactly as on the primary (the same frames, byte for
+byte: the updates are the primary's own bytes, and the snapshots are built from the mirror by
+the primary's code). `follow` keeps the mirror: it joins (the newest entry and the snapshot
+after it, in one transaction), then applies entry after entry. Anything out of step (a new
+epoch, a lost entry, a broken diff chain) makes it join again, and then every client gets fresh
+snapshots of what it watches: a fresh book, never a wrong one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import trio
+
+from marketsrv.market import Market
+from marketsrv.scale import bus, wire
+from marketsrv.scale.mirror import BookMirror, OutOfStep
+from marketsrv.settings import Settings
+from marketsrv.streams import Hub, HubSettings
+from marketsrv.streams.connection import Connection
+from marketsrv.streams.frames import Frame
+
+log = logging.getLogger("marketsrv.scale")
+
+READ_COUNT = 100  # entries read at once (10 s of the default interval)
+BLOCK_MS = 1000  # a read waits this long for the first entry (keep it short: see the notes)
+JOIN_RETRY_S = 0.5  # while the primary has not written a whole snapshot yet
+
+
+class EdgeHub(Hub):
+    def __init__(self, market: Market, settings: HubSettings | None = None) -> None:
+        super().__init__(market, settings)
+        self.books: dict[str, BookMirror] = {}
+        self.state: Frame | None = None
+        self.epoch = b""
+        self.n = 0
+        self.now_ms = 0  # the newest entry's instant
+        self.joins = 0
+        self.applied = 0
+
+    # -- what the streams' sessions call ---------------------------------------------------------
+
+    def subscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
+        for symbol in symbols:
+            if symbol not in conn.symbols:
+                mirror = self.books.get(symbol)
+                conn.trades_after[symbol] = mirror.last_trade if mirror else 0
+            conn.symbols.add(symbol)
+            self.subscribers[symbol].add(conn)
+
+    def book_snapshot(self, symbol: str, depth: int | None) -> Frame:
+        mirror = self.books.get(symbol)
+        if mirror is None:  # not joined yet: an empty book, which the join's snapshot replaces
+            mirror = BookMirror(symbol, _EMPTY)
+        return mirror.book(depth, self.now_ms)
+
+    def send_snapshots(
+        self, conn: Connection, symbols: Iterable[str], order_book: bool = False
+    ) -> None:
+        for symbol in symbols:
+            mirror = self.books.get(symbol)
+            if mirror is None:
+                continue  # not joined yet: the join sends them
+            if conn.market_data:
+                conn.offer_market(symbol, mirror.market_data)
+            if conn.order_book or order_book:
+                if conn.book_mode == "diff":
+                    conn.start_diffs(symbol, mirror.book(None, self.now_ms))
+                else:
+                    conn.offer_book(symbol, mirror.book(conn.depth, self.now_ms))
+            if conn.candles and mirror.candle is not None:
+                conn.offer_candle(symbol, mirror.candle)
+        conn.wake()
+
+    def publish(self) -> None:
+        """An edge publishes what the bus brings (`apply`), never on a timer of its own."""
+
+    # -- what the bus brings ----------------------------------------------------------------------
+
+    def load(self, snapshot: wire.Snapshot) -> None:
+        """Start (again) from a snapshot; every client gets fresh snapshots of its symbols."""
+        state_changed = self.state is not None and self.state.data != snapshot.state.data
+        self.books = {s: BookMirror(s, st) for s, st in snapshot.symbols.items()}
+        self.state, self.epoch, self.n = snapshot.state, snapshot.epoch, snapshot.n
+        self.now_ms = snapshot.now_ms
+        self.joins += 1
+        for conn in self.connections:
+            if state_changed and conn.market_data:
+                conn.reply(snapshot.state)
+            if conn.symbols:
+                self.send_snapshots(conn, conn.symbols)
+
+    def apply(self, batch: wire.Batch) -> None:
+        """Offer an entry's frames to the clients, as the primary's hub offered them."""
+        if batch.epoch != self.epoch:
+            raise OutOfStep("the primary restarted (a new epoch)")
+        if batch.n != self.n + 1:
+            raise OutOfStep(f"entries {self.n + 1} to {batch.n - 1} were lost")
+        self.n, self.now_ms = batch.n, batch.now_ms
+        changed: list[BookMirror] = []
+        for symbol, f in batch.frames:
+            if f.type == "market_state":
+                self.state = f
+                for conn in self.connections:
+                    if conn.market_data:
+                        conn.reply(f)
+                continue
+            mirror = self.books.get(symbol)
+            if mirror is None:
+                raise OutOfStep(f"an entry names {symbol!r}, which this edge does not list")
+            subscribers = self.subscribers.get(symbol, ())
+            if f.type == "market_data":
+                mirror.market_data = f
+                changed.append(mirror)
+                for conn in subscribers:
+                    if conn.market_data:
+                        conn.offer_market(symbol, f)
+            elif f.type == "order_book_update":
+                mirror.apply(f)
+                for conn in subscribers:
+                    if conn.order_book and conn.book_mode == "diff":
+                        conn.offer_book_update(symbol, f)
+            elif f.type == "candle":
+                mirror.candle = f
+                for conn in subscribers:
+                    if conn.candles:
+                        conn.offer_candle(symbol, f)
+            elif f.type == "trade" and f.seq is not None:
+                mirror.last_trade = f.seq
+                for conn in subscribers:
+                    if conn.trades and f.seq > conn.trades_after.get(symbol, 0):
+                        conn.offer_trade(f)
+        for mirror in changed:  # snapshot mode: the book at each client's depth, built once
+            books: dict[int | None, Frame] = {}
+            for conn in self.subscribers.get(mirror.symbol, ()):
+                if conn.order_book and conn.book_mode != "diff":
+                    book = books.get(conn.depth)
+                    if book is None:
+                        book = books[conn.depth] = mirror.book(conn.depth, batch.now_ms)
+                    conn.offer_book(mirror.symbol, book)
+        for conn in self.connections:
+            conn.wake()
+        self.applied += 1
+        self.publishes += 1
+
+
+_EMPTY = wire.SymbolState(0, [], [], 0, Frame("market_data", b"{}", 0.0), None)
+
+
+async def follow(
+    hub: EdgeHub,
+    settings: Settings,
+    universe: str,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep `hub`'s mirror from the bus until cancelled, joining again whenever needed."""
+
+    async def work(b: bus.Bus, retry: bus.Retry) -> None:
+        while True:
+            after = await _join(b, hub, universe)
+            retry.reset()
+            try:
+                while True:
+                    for entry in await b.read(after, BLOCK_MS, READ_COUNT):
+                        hub.apply(_batch(entry))
+                        after = entry.id
+            except OutOfStep as why:
+                log.info("joining the bus again: %s", why)
+
+    task_status.started()
+    await bus.keep_connected(
+        settings.bus_url, settings.bus_prefix, settings.bus_max_entries, work, lambda: None
+    )
+
+
+def _batch(entry: bus.Entry) -> wire.Batch:
+    try:
+        return wire.parse_entry(entry.fields)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise OutOfStep(f"entry {entry.id!r} cannot be read: {exc!r}") from exc
+
+
+async def _join(b: bus.Bus, hub: EdgeHub, universe: str) -> bytes:
+    """Load the newest snapshot into the hub; the id of the entry it follows."""
+    symbols, said = list(hub.market.instruments), ""
+    while True:
+        joined = await b.join()
+        why = "the primary has not published yet"
+        if joined.last is not None:
+            try:
+                last = wire.parse_entry(joined.last.fields)
+                snapshot = wire.parse_snapshot(joined.snapshot, symbols)
+            except (KeyError, ValueError, TypeError) as exc:
+                snapshot, why = None, f"the snapshot cannot be read: {exc!r}"
+            else:
+                why = "the primary has not written a whole snapshot yet"
+            if snapshot is not None and snapshot.universe != universe:
+                why = (
+                    f"the primary lists another universe ({snapshot.universe}, this edge"
+                    f" {universe}): give both the same --universe file"
+                )
+            elif snapshot is not None and (snapshot.epoch, snapshot.n) == (last.epoch, last.n):
+                hub.load(snapshot)
+                log.info("joined the bus at entry %d of epoch %s", last.n, last.epoch.decode())
+                return joined.last.id
+        if why != said:
+            log.warning("waiting to join the bus: %s", why)
+            said = why
+        await trio.sleep(JOIN_RETRY_S)
+
+
+async def run_edge(
+    hub: EdgeHub,
+    settings: Settings,
+    universe: str,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The edge's long-lived work: follow the bus, and watch for slow and dead clients."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(follow, hub, settings, universe)
+        task_status.started()
+        while True:
+            await trio.sleep(1.0)
+            hub.watch(nursery)

@@ -1,0 +1,131 @@
+"""The primary's side of the bus: every publish of the hub becomes one stream entry.
+
+The hub hands its `tap` the frames it built (of every symbol that changed, watched here or not).
+The tap, on the trio thread, turns them into an entry and the snapshot fields they change, at
+the same instant as the frames; the sender task writes what is waiting in one transaction. The
+market never waits for Redis: when the bus is slow or down, waiting entries are dropped past a
+bound (the edges see the gap in `n` and re-join) and the next entry carries the whole snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import trio
+
+from marketsrv.market import Market
+from marketsrv.scale import bus, wire
+from marketsrv.settings import Settings
+from marketsrv.streams import frames
+from marketsrv.streams.frames import Frame, frame
+
+log = logging.getLogger("marketsrv.scale")
+
+MAX_WAITING = 50  # entries (5 s at the default interval) before the waiting ones are dropped
+
+
+class Publisher:
+    def __init__(self, market: Market, settings: Settings, universe: str) -> None:
+        self.market = market
+        self.settings = settings
+        self.universe = universe
+        self.epoch = secrets.token_hex(8).encode()  # new at every start: edges start over
+        self.n = 0
+        self._waiting: list[tuple[dict[str, bytes], dict[bytes, bytes], bool]] = []
+        self._whole_next = True  # the next entry carries every symbol and replaces the hash
+        self._whole_size = 0  # how many fields the whole snapshot has
+        self._ready = trio.Event()
+        self.published = 0  # entries written
+        self.dropped = 0  # entries dropped while the bus was slow or down
+
+    # -- on the trio thread, inside the hub's publish --------------------------------------------
+
+    def tap(self, now_ms: int, tapped: list[tuple[str, Frame]]) -> None:
+        if len(self._waiting) >= MAX_WAITING:
+            self.dropped += len(self._waiting)
+            self._waiting.clear()
+            self._whole_next = True
+        self.n += 1
+        whole, self._whole_next = self._whole_next, False
+        snapshot = self._whole(now_ms) if whole else {}
+        if whole:
+            self._whole_size = len(snapshot) + 1  # and ~meta
+        for symbol, f in tapped:
+            self._note(snapshot, now_ms, symbol, f)
+        snapshot[wire.META] = wire.meta(self.epoch, self.n, now_ms, self.universe)
+        lines = [wire.line(symbol, f) for symbol, f in tapped]
+        self._waiting.append((wire.entry(self.epoch, self.n, now_ms, lines), snapshot, whole))
+        self._ready.set()
+
+    def _note(self, snapshot: dict[bytes, bytes], now_ms: int, symbol: str, f: Frame) -> None:
+        """The snapshot fields that frame `f` of this publish changes."""
+        key = symbol.encode()
+        if f.type == "market_state":
+            snapshot[wire.STATE] = wire.stamped(now_ms, wire.line("", f))
+        elif f.type == "market_data":  # the symbol changed: its book as of now, too
+            snapshot[b"md:" + key] = wire.stamped(now_ms, wire.line(symbol, f))
+            snapshot[b"book:" + key] = self._book(symbol)
+        elif f.type == "candle":
+            snapshot[b"candle:" + key] = wire.stamped(now_ms, wire.line(symbol, f))
+
+    def _book(self, symbol: str) -> bytes:
+        book, trades = self.market.books[symbol], self.market.trades[symbol]
+        bids, asks = book.all_levels()
+        return wire.book_record(book.seq, bids, asks, trades[-1].trade_id if trades else 0)
+
+    def _whole(self, now_ms: int) -> dict[bytes, bytes]:
+        market, ts = self.market, now_ms / 1000
+        state = frame("market_state", frames.market_state(market), ts)
+        snapshot = {wire.STATE: wire.stamped(now_ms, wire.line("", state))}
+        for symbol, inst in market.instruments.items():
+            md = frame("market_data", frames.market_data(market, symbol, now_ms), ts)
+            self._note(snapshot, now_ms, symbol, md)
+            candles = market.stats[symbol].candles
+            if candles:
+                candle = frame("candle", frames.candle(inst, candles[-1]), ts)
+                self._note(snapshot, now_ms, symbol, candle)
+        return snapshot
+
+    # -- the sender task --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write waiting entries until cancelled, connecting again whenever the bus fails."""
+        settings = self.settings
+        task_status.started()
+        log.info("publishing the market to the bus as epoch %s", self.epoch.decode())
+        await bus.keep_connected(
+            settings.bus_url, settings.bus_prefix, settings.bus_max_entries, self._serve,
+            self._failed,
+        )  # fmt: skip
+
+    async def _serve(self, b: bus.Bus, retry: bus.Retry) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            await self._send(b)
+            retry.reset()
+
+    def _failed(self) -> None:
+        """What waits is dropped (the edges see the gap), and the next entry starts over whole."""
+        self.dropped += len(self._waiting)
+        self._waiting.clear()
+        self._whole_next = True
+
+    async def _send(self, b: bus.Bus) -> None:
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        snapshot: dict[bytes, bytes] = {}
+        for _, fields, _ in waiting:
+            snapshot.update(fields)  # in order: the newest value of each field wins
+        whole = waiting[0][2]  # a whole snapshot is always first: it follows a clear
+        try:
+            size = await b.publish([e for e, _, _ in waiting], snapshot, reset=whole)
+        except bus.BusError:
+            self.dropped += len(waiting)  # their numbers stay used: the edges see the gap
+            raise
+        self.published += len(waiting)
+        if size < self._whole_size and not self._whole_next:
+            log.warning("the bus lost its snapshot (Redis restarted?): writing it whole again")
+            self._whole_next = True
