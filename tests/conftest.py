@@ -8,7 +8,9 @@ never on fixed sleeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,12 @@ async def http(live_server: tuple[str, Runtime]) -> AsyncIterator[httpx.AsyncCli
     url, _ = live_server
     async with httpx.AsyncClient(base_url=url, timeout=10) as c:
         yield c
+
+
+@pytest.fixture
+def bus_folder() -> Iterator[Path]:
+    """A folder for a redis-server's socket (tests/cluster.py), with a short path: a unix
+    socket's name must fit in 108 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="ms-bus-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -141,6 +141,7 @@ async def test_the_docs_pages(start_server: ServerFactory) -> None:
             assert word in protocol.text, word
         assert "operator_endpoints" in (await http.get("/docs/settings")).text
         assert "proxy_read_timeout" in (await http.get("/docs/deploy")).text
+        assert "primary_url" in (await http.get("/docs/scaling")).text
         assert (await http.get("/docs/nothing")).json()["code"] == "not_found"
         assert (await http.get("/static/css/docs.css")).status_code == 200
 

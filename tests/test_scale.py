@@ -7,13 +7,10 @@ being killed.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,71 +21,15 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from tests.builders import REPO, next_of, open_ws, send, server_process
+from tests.builders import REPO, next_of, open_ws, send
+from tests.cluster import (
+    Cluster,
+    bus_url,
+    kill,
+    redis_server,
+)
 
 pytestmark = pytest.mark.timeout(180)
-REDIS = shutil.which("redis-server") or "/usr/sbin/redis-server"
-
-
-@asynccontextmanager
-async def redis_server(folder: Path) -> AsyncIterator[trio.Process]:
-    """redis-server on a unix socket in `folder` (no TCP port, no persistence)."""
-    if not Path(REDIS).exists():
-        pytest.fail("redis-server is missing: scripts/install --test installs it")
-    sock = folder / "r.sock"
-    sock.unlink(missing_ok=True)
-    proc = await trio.lowlevel.open_process(
-        [REDIS, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        with trio.fail_after(10):
-            while not sock.exists():  # redis-server says nothing else when it listens
-                await trio.sleep(0.02)
-        yield proc
-    finally:
-        proc.kill()
-        await proc.wait()
-
-
-@pytest.fixture
-def bus_folder() -> AsyncIterator[Path]:
-    """A short path: a unix socket's name must fit in 108 bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="ms-bus-"))
-    yield folder  # type: ignore[misc]
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def bus_url(folder: Path) -> str:
-    return f"unix://{folder / 'r.sock'}"
-
-
-class Cluster:
-    """A primary and edges, each started and stopped as a test says."""
-
-    def __init__(self, folder: Path, stack: AsyncExitStack, primary_flags: tuple[str, ...]):
-        self.folder, self.stack, self.primary_flags = folder, stack, primary_flags
-        self.primary_url = ""
-        self.port = 0
-
-    async def start_primary(self) -> trio.Process:
-        port = ("--port", str(self.port)) if self.port else ()
-        proc, url = await self.stack.enter_async_context(server_process(
-            "--role", "primary", "--bus-url", bus_url(self.folder),
-            "--database", str(self.folder / "market.db"), *self.primary_flags, *port,
-        ))  # fmt: skip
-        self.primary_url, self.port = url, int(url.rsplit(":", 1)[1])
-        return proc
-
-    async def start_edge(self) -> tuple[trio.Process, str]:
-        return await self.stack.enter_async_context(server_process(
-            "--role", "edge", "--bus-url", bus_url(self.folder), "--primary-url", self.primary_url,
-        ))  # fmt: skip
-
-
-async def kill(proc: trio.Process) -> None:
-    proc.send_signal(signal.SIGKILL)
-    await proc.wait()
 
 
 class ClientBook:

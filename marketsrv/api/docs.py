@@ -29,7 +29,12 @@ from marketsrv.errors import NotFound
 blueprint = Blueprint("docs", __name__)
 
 MANUAL_ROOT = shipped("manual", "docs")
-MANUAL = {"protocol": "The wire protocol", "settings": "Settings", "deploy": "Deploying"}
+MANUAL = {
+    "protocol": "The wire protocol",
+    "settings": "Settings",
+    "deploy": "Deploying",
+    "scaling": "Scaling out",
+}
 METHODS = ("get", "post", "put", "patch", "delete")
 _REFERENCE = "marketsrv.docs.reference"  # the app's reference page, made once
 
