@@ -9,6 +9,7 @@ permessage-deflate as browsers do (node load generator only; marketsrv may refus
 what that point measures).
 
     scripts/bench_stream.py                                # 25,50,100 clients + deflate at 100
+    scripts/bench_stream.py --clients 100 --ramp --deflate-clients 0   # the most clients served
     scripts/bench_stream.py --clients 10 --duration 5 --warmup 1 --skip-django   # quick look
     scripts/bench_stream.py --loadgen python --out /tmp/stream.jsonl
     scripts/bench_stream.py --marketsrv-arg=--tick-interval-ms --marketsrv-arg=100
@@ -19,8 +20,9 @@ copy of `shared/peers/django_channels` whose run.sh makes its own venv (pip) and
 redis-server is installed, installs one with apt-get. Later runs reuse all of it.
 
 Output: progress on stderr; on stdout a table of the points, a table of marketsrv/Daphne CPU
-per delivered update, and as the LAST line one JSON object (`cpu_per_update_ratio`: median of
-that ratio over the non-deflate points; `delivery_ratio`, `p99_ms`, `daphne_delivery_ratio`,
+per delivered update, the most clients each server served (at least 95% delivered with a p99
+under 100 ms), and as the LAST line one JSON object (`cpu_per_update_ratio`: median of
+that ratio over the non-deflate points; `most_clients_served`; every point's `p50_ms`; `delivery_ratio`, `p99_ms`, `daphne_delivery_ratio`,
 `daphne_p99_ms` at the highest client count; every point's figures under `points`).
 Compare servers only by ratios from one run: the host's speed changes between sessions.
 """
@@ -45,12 +47,22 @@ from bench.env import (
     prepare_node_loadgen,
     prepare_python_loadgen,
 )
-from bench.report import Point, point_table, ratio_table, row, summary
+from bench.report import (
+    SERVED_DELIVERY,
+    SERVED_P99_MS,
+    Point,
+    most_served,
+    point_table,
+    ratio_table,
+    row,
+    summary,
+)
 from bench.servers import HOST, WS_PATH, Server, handshake, start_django, start_marketsrv
 
 SYMBOLS, PER_CLIENT, EXPECT_PER_CLIENT = 50, 10, 200  # the seed workload
 READY_TIMEOUT = 60.0  # a server not ready by then fails its point
 RAMP_TIMEOUT = 60.0  # the load generators' default connect phase bound
+RAMP_MAX = 3200  # --ramp stops at this many clients
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: the highest --clients; 0 for none)",
     )
     p.add_argument("--skip-django", action="store_true", help="measure marketsrv only")
+    p.add_argument(
+        "--ramp",
+        action="store_true",
+        help="then double the highest count while a server still serves it "
+        f"(>= {SERVED_DELIVERY * 100:g}%% delivered, p99 < {SERVED_P99_MS:g} ms), up to {RAMP_MAX}",
+    )
     p.add_argument(
         "--loadgen",
         choices=["node", "python"],
@@ -162,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     points = runner.run_plan(plan, a, s, Point, label, measure, row)
+    count = max(a.clients)
+    while a.ramp and count * 2 <= RAMP_MAX:
+        # Each server goes on until it no longer serves its clients, side by side while both do.
+        still = [v for v in servers if most_served(points, v) == count]
+        if not still:
+            break
+        count *= 2
+        a.clients.append(count)
+        points += runner.run_plan([(v, count, False) for v in still], a, s, Point, label,
+                                  measure, row)  # fmt: skip
 
     elapsed = round(time.monotonic() - t0, 1)
     print(
@@ -184,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "started": runner.started(elapsed),
     }
+    served = ", ".join(f"{v} {most_served(points, v)}" for v in servers)
+    print(
+        f"\nThe most clients one process served (>= {SERVED_DELIVERY:.0%} of updates delivered,"
+        f" p99 under {SERVED_P99_MS:g} ms, of the counts tried): {served}"
+    )
     return runner.finish(summary(points, a.clients, meta), points)
 
 

@@ -227,6 +227,9 @@ async def test_a_private_event_reaches_a_client_on_an_edge(bus_folder: Path) -> 
             )
             assert (mine.status_code, mine.content) == (theirs.status_code, theirs.content), path
         assert (await via_edge.get("/api/accounts/me/")).json()["code"] == "not_authenticated"
+        # The edge's own: its page, its docs and its metrics (its streams' figures).
+        for path in ("/", "/docs/scaling", "/metrics"):
+            assert (await via_edge.get(path)).status_code == 200, path
 
         async with open_ws(edge, f"/ws/user/?token={token}") as ws:
             ready = await next_of(ws, "ready")

@@ -9,9 +9,10 @@ Two keys, under the settings' `bus_prefix`:
     PREFIX:market     a stream capped near `bus_max_entries`: one entry per stream interval
     PREFIX:snapshot   a hash: the state after the newest entry (every symbol's book, quote, ...)
 
-The primary changes both in one MULTI/EXEC, so that an edge which reads the newest entry and the
-hash in one transaction holds a snapshot from which that entry's successors follow exactly
-(`../shared/notes/scaleout.md`: a snapshot read apart from the stream position broke every chain).
+The primary writes the hash with an entry in one MULTI/EXEC (a checkpoint), so that an edge
+which reads the hash and the newest entries in one transaction holds a snapshot and exactly the
+entries that follow it (`../shared/notes/scaleout.md`: a snapshot read apart from the stream
+position broke every chain).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Joined:
-    last: Entry | None  # the newest entry (None: the stream is empty)
-    snapshot: dict[bytes, bytes]  # the state after it
+    entries: list[Entry]  # the newest, newest first
+    snapshot: dict[bytes, bytes]  # the state as of the checkpoint entry its ~meta names
 
 
 class Bus:
@@ -56,11 +57,11 @@ class Bus:
     async def publish(
         self, entries: list[dict[str, bytes]], snapshot: dict[bytes, bytes], reset: bool
     ) -> int:
-        """Append `entries` and set `snapshot`'s fields, in one transaction (after deleting the
-        whole snapshot if `reset`). Returns the number of fields the snapshot then has: fewer
-        than the publisher wrote in its last reset means Redis lost them (a restart)."""
+        """Append `entries`, and set `snapshot`'s fields (after deleting the whole snapshot if
+        `reset`), in one transaction. Returns the number of fields the snapshot then has (-1 with
+        no snapshot): fewer than the last reset wrote means Redis lost them (a restart)."""
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with self._client.pipeline(transaction=bool(snapshot)) as pipe:
                 if reset:
                     pipe.delete([self.snapshot_key])
                 for fields in entries:
@@ -71,24 +72,24 @@ class Bus:
                         threshold=self._max_entries,
                         trim_operator=coredis.PureToken.APPROXIMATELY,
                     )
+                size = None
                 if snapshot:
                     pipe.hset(self.snapshot_key, snapshot)
-                size = pipe.hlen(self.snapshot_key)
-            return int(await size)
+                    size = pipe.hlen(self.snapshot_key)
+            return -1 if size is None else int(await size)
         except Exception as exc:
             raise BusError(f"cannot publish to the bus: {exc!r}") from exc
 
-    async def join(self) -> Joined:
-        """The newest entry and the snapshot after it, read in one transaction."""
+    async def join(self, tail: int) -> Joined:
+        """The snapshot and the newest `tail` entries (newest first), read in one transaction."""
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                newest = pipe.xrevrange(self.stream_key, "+", "-", count=1)
+                newest = pipe.xrevrange(self.stream_key, "+", "-", count=tail)
                 state = pipe.hgetall(self.snapshot_key)
             entries, snapshot = await newest, await state
         except Exception as exc:
             raise BusError(f"cannot read the bus: {exc!r}") from exc
-        last = _entry(entries[0]) if entries else None
-        return Joined(last, dict(snapshot))
+        return Joined([_entry(e) for e in entries], dict(snapshot))
 
     async def read(self, after: bytes, block_ms: int, count: int) -> list[Entry]:
         """Entries after the id `after`, waiting up to `block_ms` for the first."""

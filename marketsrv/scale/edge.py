@@ -3,8 +3,9 @@
 `EdgeHub` is the stream hub over a mirror of every symbol instead of a market: its clients
 subscribe, get snapshots and updates exactly as on the primary (the same frames, byte for
 byte: the updates are the primary's own bytes, and the snapshots are built from the mirror by
-the primary's code). `follow` keeps the mirror: it joins (the newest entry and the snapshot
-after it, in one transaction), then applies entry after entry. Anything out of step (a new
+the primary's code). `follow` keeps the mirror: it joins (the snapshot and the newest entries,
+read in one transaction: the snapshot, then the entries after its checkpoint), then applies
+entry after entry. Anything out of step (a new
 epoch, a lost entry, a broken diff chain) makes it join again, and then every client gets fresh
 snapshots of what it watches: a fresh book, never a wrong one.
 """
@@ -162,9 +163,9 @@ async def follow(
 
     async def work(b: bus.Bus, retry: bus.Retry) -> None:
         while True:
-            after = await _join(b, hub, universe)
-            retry.reset()
             try:
+                after = await _join(b, hub, universe)
+                retry.reset()
                 while True:
                     for entry in await b.read(after, BLOCK_MS, READ_COUNT):
                         hub.apply(_batch(entry))
@@ -186,32 +187,53 @@ def _batch(entry: bus.Entry) -> wire.Batch:
 
 
 async def _join(b: bus.Bus, hub: EdgeHub, universe: str) -> bytes:
-    """Load the newest snapshot into the hub; the id of the entry it follows."""
+    """Load the newest snapshot into the hub and apply the entries after it; the id of the last."""
     symbols, said = list(hub.market.instruments), ""
     while True:
-        joined = await b.join()
-        why = "the primary has not published yet"
-        if joined.last is not None:
-            try:
-                last = wire.parse_entry(joined.last.fields)
-                snapshot = wire.parse_snapshot(joined.snapshot, symbols)
-            except (KeyError, ValueError, TypeError) as exc:
-                snapshot, why = None, f"the snapshot cannot be read: {exc!r}"
-            else:
-                why = "the primary has not written a whole snapshot yet"
-            if snapshot is not None and snapshot.universe != universe:
-                why = (
-                    f"the primary lists another universe ({snapshot.universe}, this edge"
-                    f" {universe}): give both the same --universe file"
-                )
-            elif snapshot is not None and (snapshot.epoch, snapshot.n) == (last.epoch, last.n):
-                hub.load(snapshot)
-                log.info("joined the bus at entry %d of epoch %s", last.n, last.epoch.decode())
-                return joined.last.id
+        joined = await b.join(wire.JOIN_TAIL)
+        why = joinable(joined, symbols, universe)
+        if isinstance(why, tuple):
+            snapshot, after = why
+            hub.load(snapshot)
+            for entry in after:
+                hub.apply(_batch(entry))
+            log.info("joined the bus at entry %d of epoch %s", hub.n, hub.epoch.decode())
+            return joined.entries[0].id
         if why != said:
             log.warning("waiting to join the bus: %s", why)
             said = why
         await trio.sleep(JOIN_RETRY_S)
+
+
+def joinable(
+    joined: bus.Joined, symbols: list[str], universe: str
+) -> tuple[wire.Snapshot, list[bus.Entry]] | str:
+    """The snapshot and the entries after it (oldest first), or why the bus cannot be joined."""
+    if not joined.entries:
+        return "the primary has not published yet"
+    try:
+        snapshot = wire.parse_snapshot(joined.snapshot, symbols)
+        batches = [wire.parse_entry(e.fields) for e in joined.entries]
+    except (KeyError, ValueError, TypeError) as exc:
+        return f"the snapshot cannot be read: {exc!r}"
+    if snapshot is None:
+        return "the primary has not written a whole snapshot yet"
+    if snapshot.universe != universe:
+        return (
+            f"the primary lists another universe ({snapshot.universe}, this edge {universe}):"
+            " give both the same --universe file"
+        )
+    after = [
+        (entry, batch)
+        for entry, batch in zip(joined.entries, batches, strict=True)
+        if batch.epoch == snapshot.epoch and batch.n > snapshot.n
+    ][::-1]
+    newest = batches[0]
+    if newest.epoch != snapshot.epoch or [b.n for _, b in after] != list(
+        range(snapshot.n + 1, newest.n + 1)
+    ):
+        return "the snapshot and the newest entries do not meet"
+    return snapshot, [entry for entry, _ in after]
 
 
 async def run_edge(

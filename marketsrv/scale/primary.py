@@ -1,8 +1,9 @@
 """The primary's side of the bus: every publish of the hub becomes one stream entry.
 
 The hub hands its `tap` the frames it built (of every symbol that changed, watched here or not).
-The tap, on the trio thread, turns them into an entry and the snapshot fields they change, at
-the same instant as the frames; the sender task writes what is waiting in one transaction. The
+The tap, on the trio thread, turns them into an entry; every `wire.CHECKPOINT_EVERY` entries it
+also writes the snapshot as of that entry (what changed since the last one: the newest lines, and
+the books read at that instant). The sender task writes what is waiting in one transaction. The
 market never waits for Redis: when the bus is slow or down, waiting entries are dropped past a
 bound (the edges see the gap in `n` and re-join) and the next entry carries the whole snapshot.
 """
@@ -35,6 +36,10 @@ class Publisher:
         self._waiting: list[tuple[dict[str, bytes], dict[bytes, bytes], bool]] = []
         self._whole_next = True  # the next entry carries every symbol and replaces the hash
         self._whole_size = 0  # how many fields the whole snapshot has
+        # Since the last checkpoint: the newest lines of the snapshot, and the symbols whose book
+        # changed (their levels are read at the next checkpoint, as they are then).
+        self._fields: dict[bytes, bytes] = {}
+        self._dirty: set[str] = set()
         self._ready = trio.Event()
         self.published = 0  # entries written
         self.dropped = 0  # entries dropped while the bus was slow or down
@@ -48,26 +53,33 @@ class Publisher:
             self._whole_next = True
         self.n += 1
         whole, self._whole_next = self._whole_next, False
-        snapshot = self._whole(now_ms) if whole else {}
         if whole:
-            self._whole_size = len(snapshot) + 1  # and ~meta
+            self._fields, self._dirty = self._whole(now_ms), set(self.market.instruments)
+        lines = []
         for symbol, f in tapped:
-            self._note(snapshot, now_ms, symbol, f)
-        snapshot[wire.META] = wire.meta(self.epoch, self.n, now_ms, self.universe)
-        lines = [wire.line(symbol, f) for symbol, f in tapped]
+            lines.append(wire.line(symbol, f))
+            self._note(now_ms, symbol, f, lines[-1])
+        snapshot: dict[bytes, bytes] = {}
+        if whole or self.n % wire.CHECKPOINT_EVERY == 0:
+            snapshot, self._fields = self._fields, {}
+            for symbol in self._dirty:
+                snapshot[b"book:" + symbol.encode()] = self._book(symbol)
+            self._dirty.clear()
+            snapshot[wire.META] = wire.meta(self.epoch, self.n, now_ms, self.universe)
+            if whole:
+                self._whole_size = len(snapshot)
         self._waiting.append((wire.entry(self.epoch, self.n, now_ms, lines), snapshot, whole))
         self._ready.set()
 
-    def _note(self, snapshot: dict[bytes, bytes], now_ms: int, symbol: str, f: Frame) -> None:
-        """The snapshot fields that frame `f` of this publish changes."""
-        key = symbol.encode()
+    def _note(self, now_ms: int, symbol: str, f: Frame, line: bytes) -> None:
+        """What frame `f` of this publish changes in the snapshot."""
         if f.type == "market_state":
-            snapshot[wire.STATE] = wire.stamped(now_ms, wire.line("", f))
-        elif f.type == "market_data":  # the symbol changed: its book as of now, too
-            snapshot[b"md:" + key] = wire.stamped(now_ms, wire.line(symbol, f))
-            snapshot[b"book:" + key] = self._book(symbol)
+            self._fields[wire.STATE] = wire.stamped(now_ms, line)
+        elif f.type == "market_data":  # the symbol changed
+            self._fields[b"md:" + symbol.encode()] = wire.stamped(now_ms, line)
+            self._dirty.add(symbol)
         elif f.type == "candle":
-            snapshot[b"candle:" + key] = wire.stamped(now_ms, wire.line(symbol, f))
+            self._fields[b"candle:" + symbol.encode()] = wire.stamped(now_ms, line)
 
     def _book(self, symbol: str) -> bytes:
         book, trades = self.market.books[symbol], self.market.trades[symbol]
@@ -75,17 +87,18 @@ class Publisher:
         return wire.book_record(book.seq, bids, asks, trades[-1].trade_id if trades else 0)
 
     def _whole(self, now_ms: int) -> dict[bytes, bytes]:
+        """Every symbol's lines, as of now (their books are read at the checkpoint)."""
         market, ts = self.market, now_ms / 1000
         state = frame("market_state", frames.market_state(market), ts)
-        snapshot = {wire.STATE: wire.stamped(now_ms, wire.line("", state))}
+        self._fields = {wire.STATE: wire.stamped(now_ms, wire.line("", state))}
         for symbol, inst in market.instruments.items():
             md = frame("market_data", frames.market_data(market, symbol, now_ms), ts)
-            self._note(snapshot, now_ms, symbol, md)
+            self._note(now_ms, symbol, md, wire.line(symbol, md))
             candles = market.stats[symbol].candles
             if candles:
                 candle = frame("candle", frames.candle(inst, candles[-1]), ts)
-                self._note(snapshot, now_ms, symbol, candle)
-        return snapshot
+                self._note(now_ms, symbol, candle, wire.line(symbol, candle))
+        return self._fields
 
     # -- the sender task --------------------------------------------------------------------------
 
@@ -126,6 +139,6 @@ class Publisher:
             self.dropped += len(waiting)  # their numbers stay used: the edges see the gap
             raise
         self.published += len(waiting)
-        if size < self._whole_size and not self._whole_next:
+        if snapshot and size < self._whole_size and not self._whole_next:
             log.warning("the bus lost its snapshot (Redis restarted?): writing it whole again")
             self._whole_next = True

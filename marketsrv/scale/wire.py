@@ -8,7 +8,8 @@ An entry is one publish of the primary's hub (one stream interval):
     f       the frames, one a line: `TYPE SYMBOL SEQ DATA` (`-` for no symbol or no seq), where
             DATA is the frame's encoded `data`, so an edge rebuilds the primary's exact bytes
 
-The snapshot hash holds, after each entry, `~meta` (epoch, n, t, universe), `~state` (the
+The snapshot hash holds, as of its checkpoint entry, `~meta` (that entry's epoch, n and t, and
+the universe's version), `~state` (the
 market_state frame's line), and per symbol `book:S` (its levels in cents, seq and last trade
 id), `md:S` (its newest market_data line) and `candle:S` (its newest candle line); the lines
 kept there start with the `t` of the publish that built them.
@@ -23,6 +24,10 @@ import orjson
 
 from marketsrv.streams.frames import Frame
 
+# The snapshot is written with every CHECKPOINT_EVERY-th entry (and the first of an epoch): an
+# edge joins from it and the entries after it, all read in one transaction (JOIN_TAIL of them).
+CHECKPOINT_EVERY = 10
+JOIN_TAIL = 2 * CHECKPOINT_EVERY + 2
 META = b"~meta"
 STATE = b"~state"
 Levels = list[tuple[int, int]]  # (price in cents, quantity), best first

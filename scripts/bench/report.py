@@ -205,6 +205,24 @@ def ratio_table(points: list[Point]) -> str:
     )
 
 
+SERVED_DELIVERY, SERVED_P99_MS = 0.95, 100.0  # "serves" these clients: this much, this fast
+
+
+def serves(p: Point) -> bool:
+    return bool(
+        p.ok
+        and not p.deflate
+        and (p.delivery_ratio or 0) >= SERVED_DELIVERY
+        and p.p99_ms is not None
+        and p.p99_ms < SERVED_P99_MS
+    )
+
+
+def most_served(points: list[Point], server: str) -> int:
+    """The most clients `server` served (0: none of the counts tried)."""
+    return max((p.clients for p in points if p.server == server and serves(p)), default=0)
+
+
 def summary(points: list[Point], clients: list[int], meta: dict[str, Any]) -> dict[str, Any]:
     rs = ratios(points)
     plain = [r for c, d, _, _, r in rs if not d and r is not None]
@@ -231,6 +249,10 @@ def summary(points: list[Point], clients: list[int], meta: dict[str, Any]) -> di
         "daphne_updates_per_s": dj.updates_per_s if dj else None,
         "daphne_delivery_ratio": dj.delivery_ratio if dj else None,
         "daphne_p99_ms": dj.p99_ms if dj else None,
+        "most_clients_served": {
+            s: most_served(points, s) for s in sorted({p.server for p in points})
+        },
+        "p50_ms": {f"{p.server} c={p.clients}": p.p50_ms for p in points if not p.deflate and p.ok},
         "failed_points": sum(not p.ok for p in points),
         "points": [p.summary() for p in points],
     }
