@@ -74,9 +74,8 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.role == "edge":
         from marketsrv.scale.edge import EdgeHub  # the bus's client: only when asked for
 
-        return Runtime(
-            settings=settings, market=market, simulator=None, hub=EdgeHub(market, hub_settings)
-        )
+        edge = EdgeHub(market, hub_settings)
+        return Runtime(settings=settings, market=market, simulator=None, hub=edge, bus=edge)
     simulator = None
     if settings.simulate:
         simulator = Simulator(
@@ -193,7 +192,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
                         from marketsrv.scale.primary import Publisher
 
                         publisher = Publisher(runtime.market, settings, version)
-                        runtime.hub.tap = publisher.tap
+                        runtime.hub.tap, runtime.bus = publisher.tap, publisher
                         await nursery.start(publisher.run)
                     await nursery.start(run_market, runtime)
                 await nursery.start(watch_loop_lag, runtime)

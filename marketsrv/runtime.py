@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 from prometheus_client import Histogram
@@ -40,6 +41,13 @@ def _lag(name: str, doc: str) -> Histogram:
     return Histogram(name, doc, registry=None, buckets=LAG_BUCKETS)
 
 
+class BusFigures(Protocol):
+    """A primary's publisher or an edge's hub, for /metrics: (kind, name, help, value) each, kind
+    being counter or gauge, the name under marketsrv_bus_."""
+
+    def figures(self) -> list[tuple[str, str, str, float]]: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -51,6 +59,7 @@ class Runtime:
     relay: Relay | None = None  # the private stream's, when trading is on
     equity: EquityRecorder | None = None  # the accounts' equity snapshots
     presence: Presence = field(default_factory=Presence)  # who is online in the chat
+    bus: BusFigures | None = None  # a primary's or an edge's side of the bus (scale/)
     # Lets `marketsrv scenario` act as an admin: written beside the database at start.
     operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     started_monotonic: float = field(default_factory=time.monotonic)

@@ -230,6 +230,8 @@ async def test_a_private_event_reaches_a_client_on_an_edge(bus_folder: Path) -> 
         # The edge's own: its page, its docs and its metrics (its streams' figures).
         for path in ("/", "/docs/scaling", "/metrics"):
             assert (await via_edge.get(path)).status_code == 200, path
+        assert "marketsrv_bus_entries_applied_total" in (await via_edge.get("/metrics")).text
+        assert "marketsrv_bus_entries_published_total" in (await primary.get("/metrics")).text
 
         async with open_ws(edge, f"/ws/user/?token={token}") as ws:
             ready = await next_of(ws, "ready")

@@ -113,6 +113,11 @@ def families(runtime: Runtime) -> list[Metric]:
             *trading.store.db.commit_seconds.collect(),
             *trading.store.db.commit_batch.collect(),
         ]
+    if runtime.bus is not None:
+        for kind, name, doc, value in runtime.bus.figures():
+            out.append(
+                (counter if kind == "counter" else gauge)(f"marketsrv_bus_{name}", doc, value)
+            )
     if runtime.relay is not None:
         out.append(
             counter(

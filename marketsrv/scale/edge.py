@@ -43,6 +43,16 @@ class EdgeHub(Hub):
         self.joins = 0
         self.applied = 0
 
+    def figures(self) -> list[tuple[str, str, str, float]]:
+        behind = (self.market.clock() - self.now_ms) / 1000 if self.now_ms else 0.0
+        return [
+            ("counter", "joins", "Times this edge joined the bus (a new epoch, a gap...).",
+             self.joins),
+            ("counter", "entries_applied", "Stream entries applied to the mirror.", self.applied),
+            ("gauge", "behind_seconds", "How old the newest entry applied is (the primary's"
+             " clock against this one's).", behind),
+        ]  # fmt: skip
+
     # -- what the streams' sessions call ---------------------------------------------------------
 
     def subscribe(self, conn: Connection, symbols: Iterable[str]) -> None:

@@ -44,6 +44,14 @@ class Publisher:
         self.published = 0  # entries written
         self.dropped = 0  # entries dropped while the bus was slow or down
 
+    def figures(self) -> list[tuple[str, str, str, float]]:
+        return [
+            ("counter", "entries_published", "Stream entries written to the bus.", self.published),
+            ("counter", "entries_dropped", "Entries dropped while the bus was slow or down.",
+             self.dropped),
+            ("gauge", "entries_waiting", "Entries waiting to be written.", len(self._waiting)),
+        ]  # fmt: skip
+
     # -- on the trio thread, inside the hub's publish --------------------------------------------
 
     def tap(self, now_ms: int, tapped: list[tuple[str, Frame]]) -> None:
