@@ -47,6 +47,7 @@ from marketsrv.units import DAY_MS
 log = logging.getLogger("marketsrv")
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_PRIVATE_MESSAGE_BYTES = 16 * 1024 * 1024  # from the primary, through an edge (a resume)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -229,11 +230,18 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
     )
     app: ASGIApp = create_app(runtime)
     if settings.role == "edge":
+        from marketsrv.scale.edge import EdgeHub
         from marketsrv.scale.forward import Forwarder
+        from marketsrv.scale.sockets import PrivateSockets
 
-        app = Forwarder(
-            app, settings.primary_url, MAX_BODY_BYTES, 16 * 1024 * 1024, settings.ws_max_connections
-        )
+        assert isinstance(runtime.hub, EdgeHub)
+        ws_base = "ws" + settings.primary_url.rstrip("/")[len("http") :]  # http(s) -> ws(s)
+        sockets = PrivateSockets(
+            ws_base, MAX_PRIVATE_MESSAGE_BYTES, settings.ws_max_message_bytes,
+            settings.ws_max_connections, settings.ws_slow_client_timeout_s,
+        )  # fmt: skip
+        runtime.hub.also_close.append(sockets.close_all)
+        app = Forwarder(app, settings.primary_url, MAX_BODY_BYTES, sockets)
     router: ASGIApp = StreamRouter(app, runtime.hub, limits, settings.ws_fast_path)
     if runtime.relay is not None and runtime.trading_services is not None:
         router = UserStreamRouter(

@@ -15,8 +15,9 @@ from marketsrv.scale.mirror import OutOfStep
 from marketsrv.scale.primary import Publisher
 from marketsrv.settings import Settings
 from marketsrv.streams import Hub, frames
+from marketsrv.streams.connection import Connection
 from marketsrv.streams.frames import frame
-from tests.builders import FakeClock, simulated_market
+from tests.builders import FakeClock, RecordingTransport, simulated_market
 
 UNIVERSE = "test"
 
@@ -114,3 +115,28 @@ def test_an_edge_refuses_what_does_not_follow() -> None:
     # A wrong universe is named, and a bus with nothing yet too.
     assert "another universe" in str(joinable(redis.join(), list(market.instruments), "other"))
     assert "not published" in str(joinable(bus.Joined([], {}), list(market.instruments), "x"))
+
+
+def test_the_bus_carries_every_trade_when_clients_come_and_go_on_the_primary() -> None:
+    """A client subscribing on the primary must not move the cursor of what the tap sends."""
+    market, simulator = simulated_market(seed=5, takers_per_tick=2)
+    hub = Hub(market)
+    publisher = Publisher(market, Settings(role="primary", bus_url="redis://x"), UNIVERSE)
+    hub.tap = publisher.tap
+    redis = MemoryBus()
+    client = Connection(RecordingTransport())
+    for step in range(30):
+        simulator.step()
+        if step % 3 == 0:
+            hub.subscribe(client, ["SCOM"])
+        elif step % 3 == 1:
+            hub.unsubscribe(client, ["SCOM"])
+        hub.publish()
+    ids = [
+        f.seq
+        for entry in redis.take(publisher)
+        for symbol, f in wire.parse_entry(entry.fields).frames
+        if f.type == "trade" and symbol == "SCOM"
+    ]
+    assert ids == [t.trade_id for t in market.trades["SCOM"]][-len(ids) :]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # no trade left out

@@ -8,9 +8,11 @@ being killed.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +151,21 @@ async def collect(url: str, path: str, hello: Any, seconds: float) -> list[str]:
     return out
 
 
+def by_key(frames: list[str]) -> dict[tuple[Any, ...], str]:
+    """The updates after the subscription's snapshots (those carry the instant each server built
+    them at), by what they are: type, symbol, seq or trade id, and the publish's instant."""
+    out = {}
+    for raw in frames:
+        if ts(raw) == ts(frames[0]):
+            continue
+        frame = orjson.loads(raw)
+        data = frame["data"]
+        out[frame["type"], data.get("symbol"), data.get("seq", data.get("id")), frame["ts"]] = raw
+    return out
+
+
 def ts(frame: str) -> float:
     return float(orjson.loads(frame)["ts"])
-
-
-def first_publish(frames: list[str]) -> float:
-    """When the first update came: the subscription's snapshots before it carry the instant
-    each server built them at; everything after them is the primary's publish."""
-    return next(ts(f) for f in frames if ts(f) != ts(frames[0]))
 
 
 async def test_edges_send_the_primarys_frames_and_its_books(bus_folder: Path) -> None:
@@ -178,20 +187,25 @@ async def test_edges_send_the_primarys_frames_and_its_books(bus_folder: Path) ->
                 nursery.start_soon(one, url, "/ws/market/", hello)
                 nursery.start_soon(one, url, "/ws/orderbook/SCOM/", {"depth": 5})
         for path in ("/ws/market/", "/ws/orderbook/SCOM/"):
-            primary = got[cluster.primary_url, path]
+            primary = by_key(got[cluster.primary_url, path])
             for edge in edges:
-                mine = got[edge, path]
-                # The same frames, byte for byte, in the stretch both clients were listening.
-                start = max(first_publish(mine), first_publish(primary)) + 0.3
-                end = min(ts(mine[-1]), ts(primary[-1])) - 0.3
-                assert end - start > 1.0
-                window = [f for f in mine if start <= ts(f) <= end]
-                assert sorted(window) == sorted(f for f in primary if start <= ts(f) <= end)
-                kinds = {orjson.loads(f)["type"] for f in window}
+                mine = by_key(got[edge, path])
+                # The same frames, byte for byte: every update both clients got is the same...
+                common = mine.keys() & primary.keys()
+                assert all(mine[k] == primary[k] for k in common)
+                kinds = {k[0] for k in common}
                 if path == "/ws/market/":
                     assert {"market_data", "order_book_update", "trade", "candle"} <= kinds
+                    # ...and neither misses a diff or a trade the other got while both listened
+                    # (the only updates never replaced by a newer one in a client's outbox).
+                    start = max(min(k[-1] for k in mine), min(k[-1] for k in primary)) + 0.3
+                    end = min(max(k[-1] for k in mine), max(k[-1] for k in primary)) - 0.3
+                    assert end - start > 1.0
+                    for keys in (mine.keys(), primary.keys()):
+                        kept = {k for k in keys if k[0] in ("order_book_update", "trade")}
+                        assert {k for k in kept if start <= k[-1] <= end} <= common
                 else:
-                    assert kinds == {"order_book"} and len(window) > 10
+                    assert kinds == {"order_book"} and len(common) > 10
 
         # A book kept from an edge's diffs equals the primary's snapshot at the same seq.
         async with open_ws(edges[1], "/ws/market/") as ws, trio.open_nursery() as nursery:
@@ -208,7 +222,7 @@ async def test_a_private_event_reaches_a_client_on_an_edge(bus_folder: Path) -> 
         await stack.enter_async_context(redis_server(bus_folder))
         cluster = Cluster(bus_folder, stack, ())
         await cluster.start_primary()
-        _, edge = await cluster.start_edge()
+        edge_proc, edge = await cluster.start_edge()
         primary = await stack.enter_async_context(
             httpx.AsyncClient(base_url=cluster.primary_url, timeout=10)
         )
@@ -248,6 +262,20 @@ async def test_a_private_event_reaches_a_client_on_an_edge(bus_folder: Path) -> 
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
             assert closed.value.reason.code == 4002
+        # The edge's own limits: a message over ws_max_message_bytes closes with 1009.
+        async with open_ws(edge, f"/ws/user/?token={token}") as ws:
+            await next_of(ws, "ready")
+            await send(ws, {"type": "ping", "pad": "x" * 20_000})
+            with pytest.raises(ConnectionClosed) as closed:
+                await next_of(ws, "never")
+            assert closed.value.reason.code == 1009
+        # And when it stops, its private sockets are told so (1001), as its market ones.
+        async with open_ws(edge, f"/ws/user/?token={token}") as ws:
+            await next_of(ws, "ready")
+            edge_proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                await next_of(ws, "never", limit_s=10)
+            assert closed.value.reason.code == 1001
 
 
 # -- failures -----------------------------------------------------------------------------------
@@ -343,3 +371,62 @@ async def trimmed_past_now(folder: Path) -> None:
                 if int(oldest) > newest + 1:
                     return
                 await trio.sleep(0.1)
+
+
+# -- an edge whose primary is away or refuses ---------------------------------------------------
+
+
+async def raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET `path` as it is written (httpx would resolve its dot segments): (status, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while chunk := await stream.receive_some():
+                answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), body
+
+
+async def refusing_server(stream: trio.SocketStream) -> None:
+    """A "primary" that answers every request, upgrades included, with 403."""
+    with trio.move_on_after(5):
+        await stream.receive_some()
+        await stream.send_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+    await stream.aclose()
+
+
+async def test_an_edge_says_when_its_primary_is_away_or_refuses(
+    nursery: trio.Nursery, bus_folder: Path
+) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, refusing_server, 0, host="127.0.0.1"))
+    refusing = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        away = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with AsyncExitStack() as stack:
+        for primary, http_status, ws_close in ((away, 502, 1011), (refusing, 403, 1008)):
+            cluster = Cluster(bus_folder, stack, ())  # no redis-server: the bus is away too
+            cluster.primary_url = primary
+            _, edge = await cluster.start_edge()
+            async with httpx.AsyncClient(base_url=edge, timeout=10) as http:
+                answer = await http.get("/api/stocks/SCOM/")
+                assert answer.status_code == http_status
+                if http_status == 502:
+                    assert answer.json()["code"] == "primary_unavailable"
+                # A path that would resolve out of /api/ on the primary is not passed on.
+                for sneaky in (
+                    "/api/../metrics",
+                    "/api/./../-/settings.json",
+                    "/api/%2e%2e/metrics",
+                ):
+                    status, body = await raw_get(edge, sneaky)
+                    assert (status, orjson.loads(body)["code"]) == (404, "not_found"), sneaky
+            async with open_ws(edge, "/ws/user/?token=x") as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert closed.value.reason.code == ws_close

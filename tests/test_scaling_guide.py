@@ -70,10 +70,13 @@ async def test_the_nginx_site_serves_a_primary_through_two_edges(
 ) -> None:
     nginx_binary()  # skips at once when missing
     edge = load(config_file=settings_file(tmp_path, "edge"), environ={})
+    primary = load(config_file=settings_file(tmp_path, "primary"), environ={})
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(redis_server(bus_folder))
         edge_flags = ("--proxy-hops", str(edge.proxy_hops), "--allowed-hosts", edge.allowed_hosts)
-        cluster = Cluster(bus_folder, stack, ("--proxy-hops", "1"), edge_flags)
+        primary_flags = ("--proxy-hops", str(primary.proxy_hops),
+                         "--allowed-hosts", f"{primary.allowed_hosts},127.0.0.1")  # fmt: skip
+        cluster = Cluster(bus_folder, stack, primary_flags, edge_flags)
         await cluster.start_primary()
         ports = [(await cluster.start_edge())[1].rsplit(":", 1)[1] for _ in range(2)]
         (site,) = blocks(GUIDE, "nginx")
@@ -87,6 +90,9 @@ async def test_the_nginx_site_serves_a_primary_through_two_edges(
         )
         stock = await client.get("/api/stocks/SCOM/")
         assert stock.status_code == 200 and stock.json()["symbol"] == "SCOM"
+        # The primary's links name the address the client used, not the primary's own.
+        page = (await client.get("/api/stocks/?page_size=5")).json()
+        assert page["next"].startswith(f"https://{NAME}/api/stocks/"), page["next"]
         login = await client.post(
             "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
         )

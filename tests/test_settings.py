@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,34 @@ def test_every_setting_is_documented() -> None:
         assert f"`{name}`" in table and info.help
         assert f"`{name}`" in docs, f"{name} is missing from docs/settings.md"
     assert table in docs, "docs/settings.md is stale: paste `marketsrv --help-settings` into it"
+
+
+EDGE = {"MARKETSRV_ROLE": "edge", "MARKETSRV_BUS_URL": "redis://10.0.0.5:6379/0"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MARKETSRV_ROLE": "hub"}, "role must be standalone, primary or edge"),
+        ({"MARKETSRV_BUS_URL": "redis://h"}, "bus_url is for a primary or an edge"),
+        ({"MARKETSRV_ROLE": "primary"}, "a primary needs bus_url"),
+        ({"MARKETSRV_ROLE": "primary", "MARKETSRV_BUS_URL": "redis://"}, "needs bus_url"),
+        ({"MARKETSRV_ROLE": "primary", "MARKETSRV_BUS_URL": "redis://[::1"}, "needs bus_url"),
+        (EDGE, "an edge needs primary_url"),
+        (EDGE | {"MARKETSRV_PRIMARY_URL": "http://h:8000/api"}, "no path"),
+        (EDGE | {"MARKETSRV_PRIMARY_URL": "http://h:8000?x=1"}, "no path"),
+        (EDGE | {"MARKETSRV_PRIMARY_URL": "http://h:99999"}, "an edge needs primary_url"),
+        (EDGE | {"MARKETSRV_PRIMARY_URL": "http://[::1"}, "an edge needs primary_url"),
+        (EDGE | {"MARKETSRV_PRIMARY_URL": "http://"}, "an edge needs primary_url"),
+        ({"MARKETSRV_PRIMARY_URL": "http://h"}, "primary_url is for an edge"),
+    ],
+)
+def test_the_roles_need_usable_addresses(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load(environ=env)
+
+
+def test_a_primary_and_an_edge_with_their_addresses() -> None:
+    assert load(environ={"MARKETSRV_ROLE": "primary", "MARKETSRV_BUS_URL": "unix:///r.sock"})
+    edge = load(environ=EDGE | {"MARKETSRV_PRIMARY_URL": "https://[::1]:8443/"})
+    assert edge.role == "edge" and edge.primary_url == "https://[::1]:8443/"

@@ -7,7 +7,7 @@ another client (redis-py in threads, say) could replace this file alone.
 Two keys, under the settings' `bus_prefix`:
 
     PREFIX:market     a stream capped near `bus_max_entries`: one entry per stream interval
-    PREFIX:snapshot   a hash: the state after the newest entry (every symbol's book, quote, ...)
+    PREFIX:snapshot   a hash: the state as of the newest checkpoint entry (every symbol's book, quote, ...)
 
 The primary writes the hash with an entry in one MULTI/EXEC (a checkpoint), so that an edge
 which reads the hash and the newest entries in one transaction holds a snapshot and exactly the
@@ -29,6 +29,8 @@ import trio
 
 log = logging.getLogger("marketsrv.scale")
 RETRY_S = (0.2, 5.0)  # the first and the longest pause before connecting again
+CONNECT_TIMEOUT_S = 5.0
+STREAM_TIMEOUT_S = 10.0  # a command's answer; longer than any blocking read (edge.BLOCK_MS)
 
 
 class BusError(Exception):
@@ -111,7 +113,11 @@ async def connect(url: str, prefix: str, max_entries: int) -> AsyncIterator[Bus]
     """A bus over a client of its own, closed on exit. Connecting is lazy: a Redis that is down
     shows as a `BusError` from the first command."""
     try:
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(url)
+        # Bounded waits: a network that drops packets must fail a call, not hang it (a blocking
+        # read waits BLOCK_MS at most, well within the stream timeout).
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            url, connect_timeout=CONNECT_TIMEOUT_S, stream_timeout=STREAM_TIMEOUT_S
+        )
     except Exception as exc:  # a malformed URL
         raise BusError(f"cannot use bus_url: {exc}") from exc
     try:

@@ -13,7 +13,7 @@ snapshots of what it watches: a fresh book, never a wrong one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -42,6 +42,12 @@ class EdgeHub(Hub):
         self.now_ms = 0  # the newest entry's instant
         self.joins = 0
         self.applied = 0
+        self.also_close: list[Callable[[], None]] = []  # the forwarded sockets' close_all
+
+    def close_all(self) -> None:
+        super().close_all()
+        for close in self.also_close:
+            close()
 
     def figures(self) -> list[tuple[str, str, str, float]]:
         behind = (self.market.clock() - self.now_ms) / 1000 if self.now_ms else 0.0
@@ -95,6 +101,7 @@ class EdgeHub(Hub):
     def load(self, snapshot: wire.Snapshot) -> None:
         """Start (again) from a snapshot; every client gets fresh snapshots of its symbols."""
         state_changed = self.state is not None and self.state.data != snapshot.state.data
+        new_epoch = snapshot.epoch != self.epoch
         self.books = {s: BookMirror(s, st) for s, st in snapshot.symbols.items()}
         self.state, self.epoch, self.n = snapshot.state, snapshot.epoch, snapshot.n
         self.now_ms = snapshot.now_ms
@@ -102,6 +109,9 @@ class EdgeHub(Hub):
         for conn in self.connections:
             if state_changed and conn.market_data:
                 conn.reply(snapshot.state)
+            if new_epoch:  # a restarted primary may number trades from an older save
+                for symbol in conn.symbols:
+                    conn.trades_after[symbol] = self.books[symbol].last_trade
             if conn.symbols:
                 self.send_snapshots(conn, conn.symbols)
 
@@ -175,13 +185,14 @@ async def follow(
         while True:
             try:
                 after = await _join(b, hub, universe)
-                retry.reset()
                 while True:
                     for entry in await b.read(after, BLOCK_MS, READ_COUNT):
                         hub.apply(_batch(entry))
                         after = entry.id
+                        retry.reset()  # following again: the next trouble starts a fresh pause
             except OutOfStep as why:
-                log.info("joining the bus again: %s", why)
+                log.info("joining the bus again in %.1f s: %s", retry.wait, why)
+                await retry.pause()  # what keeps failing is not re-joined in a tight loop
 
     task_status.started()
     await bus.keep_connected(

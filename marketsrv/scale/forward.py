@@ -4,8 +4,8 @@ An edge keeps no ledger, so `/api/...` (orders, accounts, portfolio, history, an
 REST too, which then answers from the one true market), `/ws/user/` and `/ws/chat/` go to
 `primary_url`: the request with its own headers and body (the caller's token with them), the
 answer back unchanged. HTTP goes over a pool of keep-alive connections; each private socket is
-one socket to the primary, so the primary checks every token itself and a logout closes the
-socket at once, wherever it was opened. The primary sees the caller's address in
+one socket to the primary (sockets.py), so the primary checks every token itself and a logout
+closes the socket at once, wherever it was opened. The primary sees the caller's address in
 X-Forwarded-For: give it `proxy_hops = 1` (docs/scaling.md).
 """
 
@@ -13,53 +13,59 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import trio
-import trio_websocket
 
 from marketsrv.api.errors import error_body
+from marketsrv.scale.sockets import PrivateSockets
 from marketsrv.streams.endpoint import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("marketsrv.scale")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line for every forwarded request
 
-PRIVATE_SOCKETS = re.compile(r"^/ws/(user|chat)/?$")
+PRIVATE_SOCKETS = re.compile(r"/ws/(user|chat)/?")
+# What an edge answers itself over HTTP: its page and files, its docs, its operator endpoints.
+# Everything else (the whole REST API, under any spelling) is the primary's.
+_LOCAL = re.compile(r"/|/static/.+|/docs(/[^/]*)?/?|/metrics/?|/-/[^/]+")
+_UNSAFE = re.compile(r"(^|/)\.{1,2}(/|$)|#")
+BODY_TIMEOUT_S = 60.0  # for a request's body to arrive, as the primary allows (then 408)
 # Hop-by-hop headers, and the forwarding ones, which the edge sets itself.
 _NOT_PASSED = {
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"forwarded",
+    b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"forwarded",
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip",
 }  # fmt: skip
-_SOCKET_HEADERS = {b"authorization", b"origin", b"user-agent", b"cookie"}
-_UNSENDABLE_CLOSE = {1005, 1006, 1015}  # codes that describe a close but may not be sent
-CONNECT_S = 5.0  # to connect to the primary, and to close a socket to it
 
 
 class Forwarder:
     """ASGI: the REST API and the private sockets to the primary, the rest to `app`."""
 
-    def __init__(
-        self, app: ASGIApp, primary_url: str, max_body: int, max_message: int, max_sockets: int
-    ) -> None:
+    def __init__(self, app: ASGIApp, primary_url: str, max_body: int, sockets: PrivateSockets):
         self.app = app
         self.base = primary_url.rstrip("/")
-        self.ws_base = "ws" + self.base[len("http") :]  # http -> ws, https -> wss
-        self.max_body, self.max_message, self.max_sockets = max_body, max_message, max_sockets
-        self.sockets = 0  # private sockets open through this edge
+        self.max_body = max_body
+        self.sockets = sockets
         self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith("/api/"):
-            await self.http(scope, receive, send)
-        elif scope["type"] == "websocket" and PRIVATE_SOCKETS.match(path):
-            await self.websocket(scope, receive, send)
-        elif scope["type"] == "lifespan":
+        kind, path = scope["type"], scope.get("path", "")
+        if kind == "lifespan":
             await self.app(scope, receive, self._closing_with(send))
+        elif (kind == "http" and _LOCAL.fullmatch(path)) or kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+        elif _UNSAFE.search(path) or not scope.get("raw_path", b"/").startswith(b"/"):
+            # Never pass on a path that the primary (or httpx) would read otherwise: dot
+            # segments, a fragment, an absolute-form target.
+            if kind == "http":
+                why = "no such endpoint (a path with . or .. segments, or not a path); see /docs"
+                await _answer(send, 404, error_body("not_found", why))
+        elif kind == "http":
+            await self.http(scope, receive, send)
+        elif PRIVATE_SOCKETS.fullmatch(path):
+            await self.sockets(scope, receive, send, self._target("", scope))
         else:
             await self.app(scope, receive, send)
 
@@ -76,12 +82,13 @@ class Forwarder:
         query: bytes = scope.get("query_string", b"")
         return base + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
-    def _headers(self, scope: Scope, keep: set[bytes] | None = None) -> list[tuple[bytes, bytes]]:
-        headers = [
-            (name, value)
-            for name, value in scope["headers"]
-            if (name.lower() in keep if keep is not None else name.lower() not in _NOT_PASSED)
-        ]
+    def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The caller's headers but the hop-by-hop ones (and those its Connection names)."""
+        hop = set(_NOT_PASSED)
+        for name, value in scope["headers"]:
+            if name.lower() == b"connection":
+                hop.update(v.strip().lower() for v in value.split(b","))
+        headers = [(name, value) for name, value in scope["headers"] if name.lower() not in hop]
         client = scope.get("client")
         if client:
             headers.append((b"x-forwarded-for", str(client[0]).encode()))
@@ -93,20 +100,30 @@ class Forwarder:
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        too_large = error_body("body_too_large", f"the request body is over {self.max_body} bytes")
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_body:
+            await _answer(send, 413, too_large)
+            return
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body:
-                why = f"the request body is over {self.max_body} bytes"
-                await _answer(send, 413, error_body("body_too_large", why))
-                return
-            if not message.get("more_body"):
-                break
+        with trio.move_on_after(BODY_TIMEOUT_S) as waited:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > self.max_body:
+                    await _answer(send, 413, too_large)
+                    return
+                if not message.get("more_body"):
+                    break
+        if waited.cancelled_caught:
+            why = f"the request body did not arrive within {BODY_TIMEOUT_S:g} s"
+            await _answer(send, 408, error_body("request_timeout", why))
+            return
         if self._client is None:
             self._client = httpx.AsyncClient(
+                trust_env=False,  # never through an HTTP(S)_PROXY of the environment
                 timeout=httpx.Timeout(30.0, connect=5.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             )
@@ -136,100 +153,6 @@ class Forwarder:
             log.warning("the primary's answer to %s broke off: %r", scope["path"], exc)
         finally:
             await response.aclose()
-
-    # -- WebSocket ----------------------------------------------------------------------------
-
-    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        if self.sockets >= self.max_sockets:
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": 1013,
-                        "reason": "the server is at its connection limit"})  # fmt: skip
-            return
-        self.sockets += 1
-        accepted = False
-        target = urlsplit(self._target(self.ws_base, scope))
-        resource = target.path + ("?" + target.query if target.query else "")
-        try:
-            with trio.fail_after(CONNECT_S):
-                raw = await trio.open_tcp_stream(
-                    target.hostname or "", target.port or (443 if target.scheme == "wss" else 80)
-                )
-            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = raw
-            if target.scheme == "wss":
-                context = ssl.create_default_context()
-                stream = trio.SSLStream(raw, context, server_hostname=target.hostname)
-            # A stream of our own, closed here whoever closes first (trio-websocket's
-            # open_websocket_url can leave its socket to the garbage collector).
-            async with stream, trio.open_nursery() as nursery:
-                with trio.fail_after(CONNECT_S):
-                    upstream = await trio_websocket.wrap_client_stream(
-                        nursery, stream, target.hostname or "", resource,
-                        subprotocols=scope.get("subprotocols") or None,
-                        extra_headers=self._headers(scope, _SOCKET_HEADERS),
-                        max_message_size=self.max_message,
-                    )  # fmt: skip
-                await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-                accepted = True
-                down = trio.CancelScope()
-                nursery.start_soon(self._down, upstream, send, down, nursery.cancel_scope)
-                await self._up(receive, upstream)  # returns when the client has gone
-                down.cancel()
-                with trio.move_on_after(CONNECT_S):
-                    await upstream.aclose()
-                nursery.cancel_scope.cancel()
-        except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
-            log.warning("the primary refused a %s socket: %r", scope["path"], exc)
-            if not accepted:
-                await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": 1011,
-                        "reason": "the primary server cannot be reached; try again"})  # fmt: skip
-        finally:
-            self.sockets -= 1
-
-    async def _up(self, receive: Receive, upstream: trio_websocket.WebSocketConnection) -> None:
-        """The client's messages to the primary, until the client goes."""
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message["type"] == "websocket.receive":
-                try:
-                    await upstream.send_message(message.get("text") or message.get("bytes") or "")
-                except trio_websocket.ConnectionClosed:
-                    await trio.sleep_forever()  # _down closes the client with the primary's code
-
-    async def _down(
-        self,
-        upstream: trio_websocket.WebSocketConnection,
-        send: Send,
-        scope: trio.CancelScope,
-        everything: trio.CancelScope,
-    ) -> None:
-        """The primary's messages to the client, then its close code and reason; then the end
-        of the socket (`everything`). `scope` stops it first when the client goes."""
-        with scope:
-            try:
-                await self._relay_down(upstream, send)
-            except Exception as exc:  # the client went while we wrote: _up sees it too
-                log.debug("a forwarded socket's client went: %r", exc)
-            everything.cancel()
-
-    async def _relay_down(self, upstream: trio_websocket.WebSocketConnection, send: Send) -> None:
-        try:
-            while True:
-                message = await upstream.get_message()
-                key = "text" if isinstance(message, str) else "bytes"
-                await send({"type": "websocket.send", key: message})
-        except trio_websocket.ConnectionClosed as closed:
-            reason = closed.reason
-            code = reason.code if reason is not None else 1011
-            await send({
-                "type": "websocket.close",
-                "code": 1011 if code in _UNSENDABLE_CLOSE else code,
-                "reason": (reason.reason if reason is not None else None) or "",
-            })  # fmt: skip
 
 
 async def _answer(send: Send, status: int, error: dict[str, Any]) -> None:

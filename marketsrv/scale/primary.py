@@ -74,8 +74,6 @@ class Publisher:
                 snapshot[b"book:" + symbol.encode()] = self._book(symbol)
             self._dirty.clear()
             snapshot[wire.META] = wire.meta(self.epoch, self.n, now_ms, self.universe)
-            if whole:
-                self._whole_size = len(snapshot)
         self._waiting.append((wire.entry(self.epoch, self.n, now_ms, lines), snapshot, whole))
         self._ready.set()
 
@@ -140,13 +138,15 @@ class Publisher:
         snapshot: dict[bytes, bytes] = {}
         for _, fields, _ in waiting:
             snapshot.update(fields)  # in order: the newest value of each field wins
-        whole = waiting[0][2]  # a whole snapshot is always first: it follows a clear
+        whole = any(w for _, _, w in waiting)  # the merged fields hold that whole snapshot
         try:
             size = await b.publish([e for e, _, _ in waiting], snapshot, reset=whole)
         except bus.BusError:
             self.dropped += len(waiting)  # their numbers stay used: the edges see the gap
             raise
         self.published += len(waiting)
-        if snapshot and size < self._whole_size and not self._whole_next:
+        if whole:
+            self._whole_size = size
+        elif snapshot and size < self._whole_size and not self._whole_next:
             log.warning("the bus lost its snapshot (Redis restarted?): writing it whole again")
             self._whole_next = True

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marketsrv.settings.table import ENV_PREFIX, SETTINGS, SettingInfo, Settings, SettingsError
@@ -165,6 +166,23 @@ def validate(settings: Settings) -> Settings:
     return settings
 
 
+def _url_ok(url: str, schemes: tuple[str, ...], root_only: bool = False) -> bool:
+    """A URL of one of `schemes` with a host (a path for unix://) and a valid port; with
+    `root_only`, nothing after the host (the edge adds the paths)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError when out of range  # noqa: B018
+    except ValueError:
+        return False
+    if parts.scheme not in schemes:
+        return False
+    if parts.scheme == "unix":
+        return bool(parts.path)
+    if not parts.hostname:
+        return False
+    return not root_only or (parts.path in ("", "/") and not parts.query and not parts.fragment)
+
+
 def _scale_problems(settings: Settings) -> list[str]:
     role, bus, primary = settings.role, settings.bus_url, settings.primary_url
     if role not in {"standalone", "primary", "edge"}:
@@ -172,10 +190,10 @@ def _scale_problems(settings: Settings) -> list[str]:
     problems = []
     if role == "standalone" and bus:
         problems.append("bus_url is for a primary or an edge: set role too")
-    if role != "standalone" and not bus.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(f"a {role} needs bus_url = redis://HOST:PORT or unix:///PATH")
-    if role == "edge" and not primary.startswith(("http://", "https://")):
-        problems.append("an edge needs primary_url = http://HOST:PORT (its primary)")
+    if role != "standalone" and not _url_ok(bus, ("redis", "rediss", "unix")):
+        problems.append(f"a {role} needs bus_url = redis://HOST:PORT/DB or unix:///PATH")
+    if role == "edge" and not _url_ok(primary, ("http", "https"), root_only=True):
+        problems.append("an edge needs primary_url = http://HOST:PORT (its primary, no path)")
     if role != "edge" and primary:
         problems.append("primary_url is for an edge")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", settings.bus_prefix):

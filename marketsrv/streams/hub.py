@@ -108,9 +108,10 @@ class Hub:
         for symbol in symbols:
             trades = self.market.trades[symbol]
             last = trades[-1].trade_id if trades else 0
-            if not self.subscribers[symbol]:
+            if not self.subscribers[symbol] and self.tap is None:
                 # Nobody watched it, so its cursor stood still: move it to now, or the first
-                # publish would offer the whole kept history as "new" trades.
+                # publish would offer the whole kept history as "new" trades. (A tap watches
+                # every symbol: its cursor never stands still.)
                 self._trade_cursor[symbol] = last
             if symbol not in conn.symbols:
                 conn.trades_after[symbol] = last  # its trade stream starts after this one
