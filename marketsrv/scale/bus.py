@@ -7,7 +7,7 @@ another client (redis-py in threads, say) could replace this file alone.
 Two keys, under the settings' `bus_prefix`:
 
     PREFIX:market     a stream capped near `bus_max_entries`: one entry per stream interval
-    PREFIX:snapshot   a hash: the state as of the newest checkpoint entry (every symbol's book, quote, ...)
+    PREFIX:snapshot   a hash: the state as of the newest checkpoint (every symbol's book, quote...)
 
 The primary writes the hash with an entry in one MULTI/EXEC (a checkpoint), so that an edge
 which reads the hash and the newest entries in one transaction holds a snapshot and exactly the
