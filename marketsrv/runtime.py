@@ -121,13 +121,15 @@ async def run_market(
     """
     sim, hub, market = runtime.simulator, runtime.hub, runtime.market
     tick_s = runtime.settings.tick_interval_ms / 1000
-    publish_s = runtime.settings.stream_interval_ms / 1000
+    parts = runtime.settings.stream_spread  # one interval's publish in this many calls
+    publish_s = runtime.settings.stream_interval_ms / 1000 / parts
     async with trio.open_nursery() as nursery:
         now = trio.current_time()
         next_tick = next_publish = now
         next_watch = now + 1.0
         next_save = now + SAVE_INTERVAL_S
         saving = False
+        part = 0
 
         async def save() -> None:
             nonlocal saving
@@ -152,7 +154,8 @@ async def run_market(
                     sim.step()
                     next_tick = max(next_tick + tick_s, now)
                 if now >= next_publish:
-                    hub.publish()
+                    hub.publish(part, parts)
+                    part = (part + 1) % parts
                     next_publish = max(next_publish + publish_s, now)
                 if now >= next_watch:
                     hub.watch(nursery)

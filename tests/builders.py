@@ -94,6 +94,15 @@ class RecordingTransport:
     async def abort(self) -> None:
         self.aborted = True
 
+    def can_write_now(self) -> bool:
+        return False  # like plain ASGI: the sender task writes
+
+    def write_now(self, frames: Any) -> bytes:
+        raise NotImplementedError
+
+    async def write_rest(self, data: bytes) -> None:
+        raise NotImplementedError
+
     def last_received(self) -> float | None:
         return None
 

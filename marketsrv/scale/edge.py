@@ -93,7 +93,7 @@ class EdgeHub(Hub):
                 conn.offer_candle(symbol, mirror.candle)
         conn.wake()
 
-    def publish(self) -> None:
+    def publish(self, part: int = 0, parts: int = 1) -> None:
         """An edge publishes what the bus brings (`apply`), never on a timer of its own."""
 
     # -- what the bus brings ----------------------------------------------------------------------
@@ -164,7 +164,7 @@ class EdgeHub(Hub):
                         book = books[conn.depth] = mirror.book(conn.depth, batch.now_ms)
                     conn.offer_book(mirror.symbol, book)
         for conn in self.connections:
-            conn.wake()
+            conn.flush()
         self.applied += 1
         self.publishes += 1
 

@@ -91,6 +91,8 @@ def validate(settings: Settings) -> Settings:
         problems.append("active_fraction must be 0 to 1")
     if not 10 <= settings.stream_interval_ms <= 10_000:
         problems.append("stream_interval_ms must be 10 to 10000")
+    if not 1 <= settings.stream_spread <= 10:
+        problems.append("stream_spread must be 1 to 10")
     if settings.ws_max_connections < 1 or settings.ws_max_symbols < 1:
         problems.append("ws_max_connections and ws_max_symbols must be at least 1")
     if settings.ws_max_messages_per_s <= 0:

@@ -91,6 +91,12 @@ class Settings:
     stream_interval_ms: int = _setting(
         100, "Milliseconds between stream updates of a symbol (10 to 10000); only changes are sent."
     )
+    stream_spread: int = _setting(
+        2,
+        "Spread each stream interval's publish over this many steps (1 to 10), a share of the"
+        " symbols each: less waiting behind one burst, more writes per client"
+        " (docs/performance.md).",
+    )
     ws_max_connections: int = _setting(1000, "WebSocket connections served at once; more get 1013.")
     ws_max_symbols: int = _setting(100, "Symbols one WebSocket connection may subscribe to.")
     ws_max_messages_per_s: float = _setting(

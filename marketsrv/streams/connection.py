@@ -82,6 +82,8 @@ class Connection:
         self._candles: dict[str, Frame] = {}
         self._trades: deque[Frame] = deque()
         self._wake = trio.Event()
+        self._sending = False  # the sender task is writing: nobody else may
+        self._rest = b""  # what a write of the publish's fan-out left for the sender task
         # Sender state, read by the hub's watchdog.
         self.inflight_since: float | None = None
         self.closing: tuple[int, str] | None = None
@@ -175,6 +177,28 @@ class Connection:
         ):
             self._wake.set()
 
+    def flush(self) -> None:
+        """The publish's fan-out: write what waits at once, when the socket takes it without
+        waiting (one send, no task switch per client); else, or for what it did not take, the
+        sender task writes it, in order."""
+        if self._sending or self._rest or self.closing is not None:
+            self.wake()
+            return
+        if not self.transport.can_write_now():
+            self.wake()
+            return
+        batch = self.take()
+        if batch:
+            self._rest = self.transport.write_now(batch)
+            self._sent(batch)
+            if self._rest:
+                self._wake.set()
+
+    def _sent(self, batch: list[Frame]) -> None:
+        counters = self.counters
+        counters.frames_sent += len(batch)
+        counters.bytes_sent += sum([len(f.payload) for f in batch])
+
     def close(self, code: int, reason: str) -> None:
         """Stop taking data, send what replies wait, then close with `code`."""
         if self.closing is None:
@@ -222,14 +246,21 @@ class Connection:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            batch = self.take()
-            if batch:
-                self.inflight_since = trio.current_time()
-                await self.transport.send(batch)
-                self.inflight_since = None
-                counters = self.counters
-                counters.frames_sent += len(batch)
-                counters.bytes_sent += sum([len(f.payload) for f in batch])
+            self._sending = True
+            try:
+                if self._rest:  # first what the fan-out's write left
+                    rest, self._rest = self._rest, b""
+                    self.inflight_since = trio.current_time()
+                    await self.transport.write_rest(rest)
+                    self.inflight_since = None
+                batch = self.take()
+                if batch:
+                    self.inflight_since = trio.current_time()
+                    await self.transport.send(batch)
+                    self.inflight_since = None
+                    self._sent(batch)
+            finally:
+                self._sending = False
             if self.closing is not None:
                 await self.transport.close(*self.closing)
                 return

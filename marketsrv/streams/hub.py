@@ -72,6 +72,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._published_seq: dict[str, int] = {}
+        self._part = {symbol: i for i, symbol in enumerate(market.books)}  # for spread publishes
         # Trades already in the log (restored from the database) are history, not news.
         self._trade_cursor: dict[str, int] = {
             s: log[-1].trade_id if log else 0 for s, log in market.trades.items()
@@ -156,8 +157,12 @@ class Hub:
 
     # -- the interval ----------------------------------------------------------------------------
 
-    def publish(self) -> None:
-        """Offer every subscriber the symbols that changed since the last call, then wake them."""
+    def publish(self, part: int = 0, parts: int = 1) -> None:
+        """Offer every subscriber the symbols that changed since the last call, then send.
+
+        With `parts` > 1 only the symbols of `part` (a fixed share of them, every parts-th): the
+        run loop spreads one interval's publish over `parts` calls, so that a client's updates do
+        not all wait behind one burst written to every client in turn."""
         market, tap = self.market, self.tap
         now_ms = market.clock()  # one instant for every frame of this publish
         ts = now_ms / 1000
@@ -171,6 +176,8 @@ class Hub:
             tapped.append(("", state))
             self._published_seq.clear()  # every symbol's market_data again: its state changed
         for symbol in market.books if tap is not None else self.subscribers:
+            if parts > 1 and self._part[symbol] % parts != part:
+                continue
             subscribers = self.subscribers.get(symbol, _NOBODY)
             if not subscribers and tap is None:
                 continue
@@ -212,7 +219,7 @@ class Hub:
                         if f.seq is None or f.seq > after:
                             conn.offer_trade(f)
         for conn in self.connections:
-            conn.wake()
+            conn.flush()
         self.publishes += 1
         if tap is not None:
             tap(now_ms, tapped)

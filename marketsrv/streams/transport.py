@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import version
 from typing import Any, Protocol
@@ -42,6 +43,9 @@ AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 class Transport(Protocol):
     async def send(self, frames: Sequence[Frame]) -> None: ...
+    def can_write_now(self) -> bool: ...
+    def write_now(self, frames: Sequence[Frame]) -> bytes: ...
+    async def write_rest(self, data: bytes) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
     async def abort(self) -> None: ...
     def last_received(self) -> float | None: ...
@@ -56,6 +60,15 @@ class AsgiTransport:
     async def send(self, frames: Sequence[Frame]) -> None:
         for f in frames:
             await self._send({"type": "websocket.send", "text": f.text})
+
+    def can_write_now(self) -> bool:
+        return False  # plain ASGI writes only from a task
+
+    def write_now(self, frames: Sequence[Frame]) -> bytes:
+        raise NotImplementedError
+
+    async def write_rest(self, data: bytes) -> None:
+        raise NotImplementedError
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -107,6 +120,37 @@ class HypercornTransport(AsgiTransport):
             # Shielded as hypercorn shields its writes: a write cut in half would corrupt the
             # framing of whatever is sent after it (the close frame, at shutdown).
             with trio.CancelScope(shield=True):
+                await tcp.stream.send_all(data)
+
+    def can_write_now(self) -> bool:
+        """Whether a write may go to the socket right now, from the trio thread without a task:
+        batched, not compressed, open, and no write of anyone's in progress (the lock)."""
+        stream = self._stream
+        return (
+            self._batch
+            and not self.deflate
+            and not stream.closed
+            and stream.connection.state is self._open
+            and not self._tcp.send_lock.locked()
+        )
+
+    def write_now(self, frames: Sequence[Frame]) -> bytes:
+        """Write the frames with one non-blocking send, now; what the socket did not take
+        (`write_rest` sends it, before anything else). Only after `can_write_now()`, with no
+        await in between: nobody else writes meanwhile."""
+        data = b"".join([f.wire for f in frames])
+        try:
+            written = os.write(self._tcp.stream.socket.fileno(), data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # a broken connection: the task's write raises it properly
+            written = 0
+        return data[written:]
+
+    async def write_rest(self, data: bytes) -> None:
+        tcp = self._tcp
+        async with tcp.send_lock:
+            with trio.CancelScope(shield=True):  # as in send: never half a frame
                 await tcp.stream.send_all(data)
 
     async def abort(self) -> None:
