@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,13 @@ def measure(config: str, prefix: list[str], a: argparse.Namespace) -> dict[str, 
             pids = dict(c.pids)
             time.sleep(a.warmup)
             before = {n: cpu_s(p) for n, p in pids.items()}
+            entries = published(targets[0])
             time.sleep(a.duration)
             used = {n: cpu_s(p) - before[n] for n, p in pids.items()}
+            rate = (published(targets[0]) - entries) / a.duration if entries is not None else 0
             return {"config": config, "cpu_pct": {n: round(100 * u / a.duration, 2)
-                                                  for n, u in used.items()}}  # fmt: skip
+                                                  for n, u in used.items()},
+                    "entries_per_s": round(rate, 1)}  # fmt: skip
         share = [a.clients // len(targets) + (i < a.clients % len(targets))
                  for i in range(len(targets))]  # fmt: skip
         before = {n: cpu_s(p) for n, p in c.pids.items()}
@@ -170,6 +174,15 @@ def measure(config: str, prefix: list[str], a: argparse.Namespace) -> dict[str, 
     finally:
         c.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def published(srv: Server) -> float | None:
+    """The primary's count of bus entries written, from its /metrics (None: not a primary)."""
+    with urllib.request.urlopen(f"http://{HOST}:{srv.port}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("marketsrv_bus_entries_published_total "):
+                return float(line.split()[1])
+    return None
 
 
 def summarize(
@@ -249,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     idle_alone, idle_primary = by.get("idle standalone", {}), by.get("idle primary", {})
     if "cpu_pct" in idle_alone and "cpu_pct" in idle_primary:
         extra = idle_primary["cpu_pct"]["primary"] - idle_alone["cpu_pct"]["standalone"]
-        entries_per_s = 10  # one per stream interval (100 ms)
+        entries_per_s = idle_primary["entries_per_s"]  # stream_spread entries an interval
         out["publishing cpu pct"] = round(extra, 2)
-        out["publishing cpu us per entry"] = round(extra / 100 / entries_per_s * 1e6, 1)
+        out["bus entries per s"] = entries_per_s
+        if entries_per_s:
+            out["publishing cpu us per entry"] = round(extra / 100 / entries_per_s * 1e6, 1)
         out["redis cpu pct idle"] = idle_primary["cpu_pct"].get("redis")
-    for key in [k for k in out if k.endswith(("ms", "ratio", "entry", "pct", "idle"))]:
+    for key in [k for k in out if k.endswith(("ms", "ratio", "entry", "pct", "idle", "per s"))]:
         print(f"{key}: {out[key]}")
     print(json.dumps(out), flush=True)
     return 0 if all("error" not in r for r in results) else 1
