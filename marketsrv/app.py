@@ -128,6 +128,10 @@ def build_runtime(settings: Settings) -> Runtime:
     )  # fmt: skip
 
 
+def cors_origins(settings: Settings) -> tuple[str, ...]:
+    return tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip())
+
+
 def create_app(runtime: Runtime) -> QuartTrio:
     app = QuartTrio("marketsrv", static_folder=None)  # the page's files: api/screen.py
     app.request_class = json_request_class(app.request_class)  # type: ignore[assignment]
@@ -161,7 +165,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(operator.blueprint)
     app.register_blueprint(docs.blueprint)
     app.register_blueprint(screen.blueprint_for(screen.load()))
-    origins = [o.strip() for o in runtime.settings.cors_origins.split(",") if o.strip()]
+    origins = list(cors_origins(runtime.settings))
     cors(
         app,
         allow_origin="*" if "*" in origins else origins,
@@ -241,7 +245,7 @@ def create_asgi(runtime: Runtime) -> ASGIApp:
             settings.ws_max_connections, settings.ws_slow_client_timeout_s,
         )  # fmt: skip
         runtime.hub.also_close.append(sockets.close_all)
-        app = Forwarder(app, settings.primary_url, MAX_BODY_BYTES, sockets)
+        app = Forwarder(app, settings.primary_url, MAX_BODY_BYTES, sockets, cors_origins(settings))
     router: ASGIApp = StreamRouter(app, runtime.hub, limits, settings.ws_fast_path)
     if runtime.relay is not None and runtime.trading_services is not None:
         router = UserStreamRouter(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import trio
 from argon2 import PasswordHasher
@@ -395,3 +396,19 @@ async def test_finished_connections_are_closed(
             while chunk := await stream.receive_some():
                 answer += chunk
     assert answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")), answer[:100]
+
+
+@pytest.mark.parametrize("target", [b"?x=1", b"*"])
+async def test_a_request_target_that_is_not_a_path_gets_a_400(
+    start_server: ServerFactory, target: bytes
+) -> None:
+    """`GET ?x=1` reached the framework with an empty path, which it failed on (500)."""
+    url, _ = await start_server()
+    async with await trio.open_tcp_stream("127.0.0.1", port_of(url)) as stream:
+        await stream.send_all(
+            b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        answer = await read_until_closed(stream)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert orjson.loads(body)["code"] == "bad_request"

@@ -414,10 +414,12 @@ async def test_an_edge_says_when_its_primary_is_away_or_refuses(
             cluster.primary_url = primary
             _, edge = await cluster.start_edge()
             async with httpx.AsyncClient(base_url=edge, timeout=10) as http:
-                answer = await http.get("/api/stocks/SCOM/")
+                origin = {"Origin": "http://localhost:3000"}  # a page the settings allow
+                answer = await http.get("/api/stocks/SCOM/", headers=origin)
                 assert answer.status_code == http_status
                 if http_status == 502:
                     assert answer.json()["code"] == "primary_unavailable"
+                    assert answer.headers["access-control-allow-origin"] == origin["Origin"]
                 # A path that would resolve out of /api/ on the primary is not passed on.
                 for sneaky in (
                     "/api/../metrics",

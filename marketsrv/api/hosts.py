@@ -77,7 +77,15 @@ class HostGuard:
         self.allowed = allowed
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.allowed is None or scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not scope.get("path", "").startswith("/"):
+            # A request line such as `GET ?x=1` reaches the app with an empty path, which the
+            # framework fails on (500): it is the client's error.
+            await _refuse(scope, receive, send, "bad_request", "The request target must be a path.")
+            return
+        if self.allowed is None:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
@@ -86,20 +94,25 @@ class HostGuard:
         if header is None or (name is not None and host_allowed(name, self.allowed)):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1008})  # answered as HTTP 403
-            return
         message = "This server does not answer to that Host name (setting allowed_hosts)."
-        body = orjson.dumps(error_body("invalid_host", message))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(scope, receive, send, "invalid_host", message)
+
+
+async def _refuse(scope: dict[str, Any], receive: Any, send: Any, code: str, message: str) -> None:
+    """400 with the error body; a WebSocket is refused (1008, answered as HTTP 403)."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = orjson.dumps(error_body(code, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

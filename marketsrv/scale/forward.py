@@ -43,8 +43,16 @@ _NOT_PASSED = {
 class Forwarder:
     """ASGI: the REST API and the private sockets to the primary, the rest to `app`."""
 
-    def __init__(self, app: ASGIApp, primary_url: str, max_body: int, sockets: PrivateSockets):
+    def __init__(
+        self,
+        app: ASGIApp,
+        primary_url: str,
+        max_body: int,
+        sockets: PrivateSockets,
+        cors_origins: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
+        self.cors = cors_origins
         self.base = primary_url.rstrip("/")
         self.max_body = max_body
         self.sockets = sockets
@@ -61,13 +69,25 @@ class Forwarder:
             # segments, a fragment, an absolute-form target.
             if kind == "http":
                 why = "no such endpoint (a path with . or .. segments, or not a path); see /docs"
-                await _answer(send, 404, error_body("not_found", why))
+                await self._answer(scope, send, 404, error_body("not_found", why))
         elif kind == "http":
             await self.http(scope, receive, send)
         elif PRIVATE_SOCKETS.fullmatch(path):
             await self.sockets(scope, receive, send, self._target("", scope))
         else:
             await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send, status: int, error: dict[str, Any]) -> None:
+        """An error of the edge's own, with the CORS headers the primary's answers carry, so a
+        page of another origin reads it rather than a CORS failure."""
+        body = orjson.dumps(error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        origin = dict(scope["headers"]).get(b"origin")
+        if origin is not None and ("*" in self.cors or origin.decode("latin-1") in self.cors):
+            allowed = b"*" if "*" in self.cors else origin
+            headers += [(b"access-control-allow-origin", allowed), (b"vary", b"Origin")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _closing_with(self, send: Send) -> Send:
         async def lifespan_send(message: dict[str, Any]) -> None:
@@ -103,7 +123,7 @@ class Forwarder:
         too_large = error_body("body_too_large", f"the request body is over {self.max_body} bytes")
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body:
-            await _answer(send, 413, too_large)
+            await self._answer(scope, send, 413, too_large)
             return
         body = bytearray()
         with trio.move_on_after(BODY_TIMEOUT_S) as waited:
@@ -113,13 +133,13 @@ class Forwarder:
                     return
                 body += message.get("body", b"")
                 if len(body) > self.max_body:
-                    await _answer(send, 413, too_large)
+                    await self._answer(scope, send, 413, too_large)
                     return
                 if not message.get("more_body"):
                     break
         if waited.cancelled_caught:
             why = f"the request body did not arrive within {BODY_TIMEOUT_S:g} s"
-            await _answer(send, 408, error_body("request_timeout", why))
+            await self._answer(scope, send, 408, error_body("request_timeout", why))
             return
         if self._client is None:
             self._client = httpx.AsyncClient(
@@ -136,7 +156,7 @@ class Forwarder:
         except httpx.HTTPError as exc:
             log.warning("the primary did not answer %s %s: %r", scope["method"], scope["path"], exc)
             why = "the primary server cannot be reached; try again"
-            await _answer(send, 502, error_body("primary_unavailable", why))
+            await self._answer(scope, send, 502, error_body("primary_unavailable", why))
             return
         try:
             headers = [  # hypercorn adds its own Date
@@ -153,10 +173,3 @@ class Forwarder:
             log.warning("the primary's answer to %s broke off: %r", scope["path"], exc)
         finally:
             await response.aclose()
-
-
-async def _answer(send: Send, status: int, error: dict[str, Any]) -> None:
-    body = orjson.dumps(error)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
