@@ -24,7 +24,12 @@ PYTHON = getattr(sys, "_base_executable", sys.executable)
 def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist") / "marketsrv.pyz"
     build = subprocess.run(
-        [REPO / "scripts" / "build", "-o", str(out)], capture_output=True, text=True, check=False
+        # With the scale extra, so that the file's edge is tested too (the standalone server
+        # never imports it: test_scale.py).
+        [REPO / "scripts" / "build", "-o", str(out), "--scale"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     return out
@@ -80,3 +85,15 @@ def test_the_file_has_the_commands_subcommands(pyz: Path, tmp_path: Path) -> Non
     assert (tmp_path / "data" / "marketsrv.db").is_file()
     settings = run_pyz(pyz, "--help-settings", cwd=tmp_path)
     assert settings.returncode == 0 and "tick_interval_ms" in settings.stdout
+
+
+async def test_the_file_runs_an_edge(pyz: Path, tmp_path: Path) -> None:
+    """Built with --scale, the file is an edge too (here with no bus and no primary to reach)."""
+    flags = ("--role", "edge", "--bus-url", "unix:///nonexistent/r.sock",
+             "--primary-url", "http://127.0.0.1:9")  # fmt: skip
+    process = server_process(*flags, command=(PYTHON, str(pyz)), cwd=tmp_path, env={})
+    with trio.fail_after(60):
+        async with process as (_, url), httpx.AsyncClient(base_url=url, timeout=10) as http:
+            assert (await http.get("/")).status_code == 200
+            answer = await http.get("/api/stocks/")
+            assert answer.json()["code"] == "primary_unavailable"
