@@ -64,7 +64,7 @@ class Forwarder:
             await self.app(scope, receive, self._closing_with(send))
         elif (kind == "http" and _LOCAL.fullmatch(path)) or kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
-        elif _UNSAFE.search(path) or not scope.get("raw_path", b"/").startswith(b"/"):
+        elif _UNSAFE.search(path) or not (scope.get("raw_path") or b"/").startswith(b"/"):
             # Never pass on a path that the primary (or httpx) would read otherwise: dot
             # segments, a fragment, an absolute-form target.
             if kind == "http":
