@@ -10,7 +10,7 @@ processes and a fresh redis-server (unix socket, no persistence):
     primary+2      C/2 clients on each of two edges (one load generator per edge)
 
 and, with no clients at all, the primary's CPU against a standalone's over the same window:
-what publishing to the bus costs, per entry (one entry per stream interval).
+what publishing to the bus costs, per entry (the primary's /metrics counts them).
 
     scripts/bench_scale.py                      # 200 clients, 20 s windows
     scripts/bench_scale.py --clients 100 --duration 10 --warmup 2    # a quick look

@@ -6,7 +6,7 @@ another client (redis-py in threads, say) could replace this file alone.
 
 Two keys, under the settings' `bus_prefix`:
 
-    PREFIX:market     a stream capped near `bus_max_entries`: one entry per stream interval
+    PREFIX:market     a stream capped near `bus_max_entries`: one entry per publish of the hub
     PREFIX:snapshot   a hash: the state as of the newest checkpoint (every symbol's book, quote...)
 
 The primary writes the hash with an entry in one MULTI/EXEC (a checkpoint), so that an edge

@@ -23,7 +23,7 @@ from marketsrv.streams.frames import Frame, frame
 
 log = logging.getLogger("marketsrv.scale")
 
-MAX_WAITING = 50  # entries (5 s at the default interval) before the waiting ones are dropped
+MAX_WAITING = 50  # entries (2.5 s at the defaults) before the waiting ones are dropped
 
 
 class Publisher:

@@ -184,7 +184,7 @@ class Settings:
     )
     bus_max_entries: int = _setting(
         10000,
-        "Stream entries the bus keeps (one per stream interval, about 2-20 KB each): how far a"
+        "Stream entries the bus keeps (stream_spread per stream interval, 1-30 KB each): how far a"
         " slow edge may fall behind before it re-joins from a snapshot.",
     )
     primary_url: str = _setting(
