@@ -1,5 +1,5 @@
-"""A primary and its edges over a real redis-server, as real processes (test_scale.py,
-test_scaling_guide.py)."""
+"""A primary and its edges over a real redis-server, as real processes, and a client's book kept
+as the protocol says (test_scale.py, test_scale_failures.py, test_scaling_guide.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
+import orjson
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from tests.builders import server_process
+from tests.builders import send, server_process
 
 REDIS = shutil.which("redis-server") or "/usr/sbin/redis-server"
 
@@ -77,3 +81,71 @@ class Cluster:
 async def kill(proc: trio.Process) -> None:
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
+
+
+class ClientBook:
+    """A book kept from diff mode as the protocol says a client keeps it."""
+
+    def __init__(self) -> None:
+        self.bids: dict[float, int] = {}
+        self.asks: dict[float, int] = {}
+        self.seq = -1
+        self.snapshots = 0
+        self.changed = trio.Event()
+
+    def take(self, frame: dict[str, Any]) -> None:
+        data = frame["data"]
+        if frame["type"] == "order_book":
+            self.bids = {lv["price"]: lv["quantity"] for lv in data["bids"]}
+            self.asks = {lv["price"]: lv["quantity"] for lv in data["asks"]}
+            self.snapshots += 1
+        elif frame["type"] == "order_book_update":
+            assert data["prev_seq"] <= self.seq < data["seq"], (self.seq, data)
+            for side, levels in ((self.bids, data["bids"]), (self.asks, data["asks"])):
+                for lv in levels:
+                    if lv["quantity"]:
+                        side[lv["price"]] = lv["quantity"]
+                    else:
+                        side.pop(lv["price"], None)
+        else:
+            return
+        self.seq = data["seq"]
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def top(self, depth: int) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        return (
+            sorted(self.bids.items(), reverse=True)[:depth],
+            sorted(self.asks.items())[:depth],
+        )
+
+
+async def keep_book(ws: WebSocketConnection, book: ClientBook) -> None:
+    try:
+        while True:
+            book.take(orjson.loads(await ws.get_message()))
+    except ConnectionClosed:
+        return
+
+
+async def subscribe_book(ws: WebSocketConnection, symbol: str) -> None:
+    await send(ws, {"type": "subscribe", "symbols": [symbol], "book_mode": "diff"})
+
+
+async def in_step(book: ClientBook, primary: str, symbol: str, after_seq: int = -1) -> int:
+    """Wait until the client's book equals the primary's REST snapshot at the same seq (a seq
+    past `after_seq`); that seq."""
+    async with httpx.AsyncClient(base_url=primary, timeout=5) as http:
+        with trio.fail_after(30):
+            while True:
+                await book.changed.wait()
+                try:
+                    answer = await http.get(f"/api/stocks/{symbol}/orderbook/?depth=50")
+                except httpx.TransportError:
+                    continue  # the primary is restarting
+                rest = answer.json()
+                if rest["seq"] == book.seq and rest["seq"] > after_seq:
+                    bids, asks = book.top(50)
+                    assert bids == [(lv["price"], lv["quantity"]) for lv in rest["bids"]]
+                    assert asks == [(lv["price"], lv["quantity"]) for lv in rest["asks"]]
+                    return book.seq
