@@ -186,7 +186,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
                     await nursery.start(runtime.relay.run)
                 if runtime.equity is not None:
                     await nursery.start(runtime.equity.run)
-                settings, version = runtime.settings, universe_version(runtime.settings.universe)
+                settings, version = runtime.settings, ""
+                if settings.role != "standalone":  # which universe it is (a file read: a thread)
+                    version = await trio.to_thread.run_sync(universe_version, settings.universe)
                 if settings.role == "edge":
                     from marketsrv.scale.edge import EdgeHub, run_edge
 

@@ -41,11 +41,14 @@ def _lag(name: str, doc: str) -> Histogram:
     return Histogram(name, doc, registry=None, buckets=LAG_BUCKETS)
 
 
-class BusFigures(Protocol):
-    """A primary's publisher or an edge's hub, for /metrics: (kind, name, help, value) each, kind
-    being counter or gauge, the name under marketsrv_bus_."""
+Figure = tuple[str, str, str, float]  # (kind: counter or gauge, name, help, value), for /metrics
 
-    def figures(self) -> list[tuple[str, str, str, float]]: ...
+
+class BusFigures(Protocol):
+    """A primary's publisher or an edge's hub, for /metrics: its figures, named under
+    marketsrv_bus_."""
+
+    def figures(self) -> list[Figure]: ...
 
 
 @dataclass

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from marketsrv.market import Market
+from marketsrv.runtime import Figure
 from marketsrv.scale import bus, wire
 from marketsrv.scale.mirror import BookMirror, OutOfStep
 from marketsrv.settings import Settings
@@ -49,7 +50,7 @@ class EdgeHub(Hub):
         for close in self.also_close:
             close()
 
-    def figures(self) -> list[tuple[str, str, str, float]]:
+    def figures(self) -> list[Figure]:
         behind = (self.market.clock() - self.now_ms) / 1000 if self.now_ms else 0.0
         return [
             ("counter", "joins", "Times this edge joined the bus (a new epoch, a gap...).",

@@ -16,6 +16,7 @@ import secrets
 import trio
 
 from marketsrv.market import Market
+from marketsrv.runtime import Figure
 from marketsrv.scale import bus, wire
 from marketsrv.settings import Settings
 from marketsrv.streams import frames
@@ -44,7 +45,7 @@ class Publisher:
         self.published = 0  # entries written
         self.dropped = 0  # entries dropped while the bus was slow or down
 
-    def figures(self) -> list[tuple[str, str, str, float]]:
+    def figures(self) -> list[Figure]:
         return [
             ("counter", "entries_published", "Stream entries written to the bus.", self.published),
             ("counter", "entries_dropped", "Entries dropped while the bus was slow or down.",

@@ -181,10 +181,8 @@ class Connection:
         """The publish's fan-out: write what waits at once, when the socket takes it without
         waiting (one send, no task switch per client); else, or for what it did not take, the
         sender task writes it, in order."""
-        if self._sending or self._rest or self.closing is not None:
-            self.wake()
-            return
-        if not self.transport.can_write_now():
+        busy = self._sending or self._rest or self.closing is not None
+        if busy or not self.transport.can_write_now():
             self.wake()
             return
         batch = self.take()
