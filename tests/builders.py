@@ -218,6 +218,15 @@ def in_process_runtime(market: Market, trading: Any = None) -> Runtime:
     )
 
 
+async def demo_token(http: Any, base: str = "") -> str:
+    """The demo user's token from a real server (`base`: its URL, when `http` has none)."""
+    body = {"username": "demo", "password": "marketsrv-demo"}
+    login = await http.post(f"{base}/api/accounts/login/", json=body)
+    assert login.status_code == 200, login.text
+    token: str = login.json()["token"]
+    return token
+
+
 async def register(http: Any, name: str, cash: int = 0) -> dict[str, str]:
     """A new account on a real server, funded with `cash` KES: its Authorization header."""
     body = {"username": name, "password": "pw-secret"}

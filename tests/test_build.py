@@ -12,7 +12,7 @@ import orjson
 import pytest
 import trio
 
-from tests.builders import REPO, next_of, open_ws, send, server_process
+from tests.builders import REPO, demo_token, next_of, open_ws, send, server_process
 
 pytestmark = pytest.mark.timeout(600)  # the build installs every dependency into the file
 
@@ -57,11 +57,7 @@ async def test_the_file_serves_the_market_page_streams_and_logins(
         assert (await http.get("/static/js/marketsrv.js")).status_code == 200
         for docs in ("/docs", "/docs/protocol", "/docs/deploy"):  # the manual is inside too
             assert (await http.get(docs)).status_code == 200, docs
-        login = await http.post(
-            "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
-        )
-        assert login.status_code == 200, login.text
-        token = login.json()["token"]
+        token = await demo_token(http)
         me = await http.get("/api/accounts/me/", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["username"] == "demo"
         async with open_ws(url, "/ws/market/") as ws:

@@ -13,7 +13,7 @@ import trio
 import trio_websocket
 
 from marketsrv.cli import main
-from tests.builders import register, run_cli, server_process
+from tests.builders import demo_token, register, run_cli, server_process
 
 
 def test_help_settings_lists_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,10 +169,7 @@ async def test_logging_is_set_up_before_the_books_are_reloaded(tmp_path: Path) -
     db = str(tmp_path / "reload.db")
     async with server_process("--database", db, "--demo-user", "on") as (proc, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            login = await http.post(
-                "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
-            )
-            headers = {"Authorization": f"Bearer {login.json()['token']}"}
+            headers = {"Authorization": f"Bearer {await demo_token(http)}"}
             book = (await http.get("/api/stocks/SCOM/orderbook/?depth=1")).json()
             body = {
                 "symbol": "SCOM",

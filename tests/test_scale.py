@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.builders import REPO, next_of, open_ws, send
+from tests.builders import REPO, demo_token, next_of, open_ws, send
 from tests.cluster import ClientBook, Cluster, in_step, keep_book, redis_server, subscribe_book
 
 pytestmark = pytest.mark.timeout(180)
@@ -150,11 +150,7 @@ async def test_a_private_event_reaches_a_client_on_an_edge(bus_folder: Path) -> 
         )
         via_edge = await stack.enter_async_context(httpx.AsyncClient(base_url=edge, timeout=10))
         # The REST API through the edge: the primary's answers.
-        login = await via_edge.post(
-            "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
-        )
-        assert login.status_code == 200, login.text
-        token = login.json()["token"]
+        token = await demo_token(via_edge)
         auth = {"Authorization": f"Bearer {token}"}
         for path in ("/api/accounts/me/", "/api/trading/wallet/", "/api/nowhere/"):
             mine, theirs = (

@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.builders import next_of, open_ws
+from tests.builders import demo_token, next_of, open_ws
 from tests.cluster import (
     ClientBook,
     Cluster,
@@ -45,9 +45,7 @@ async def test_edges_recover_from_redis_an_edge_and_the_primary_being_killed(
         primary = await cluster.start_primary()
         edge_proc, edge = await cluster.start_edge()
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        login = await http.post(f"{edge}/api/accounts/login/",
-                                json={"username": "demo", "password": "marketsrv-demo"})  # fmt: skip
-        token = login.json()["token"]
+        token = await demo_token(http, edge)
         auth = {"Authorization": f"Bearer {token}"}
         order = {"symbol": "KCB", "side": "buy", "quantity": 100, "order_type": "market"}
 

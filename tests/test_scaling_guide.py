@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from marketsrv.settings import SETTINGS, load
-from tests.builders import REPO, next_of
+from tests.builders import REPO, demo_token, next_of
 from tests.cluster import Cluster, redis_server
 from tests.proxies import (
     NAME,
@@ -93,11 +93,7 @@ async def test_the_nginx_site_serves_a_primary_through_two_edges(
         # The primary's links name the address the client used, not the primary's own.
         page = (await client.get("/api/stocks/?page_size=5")).json()
         assert page["next"].startswith(f"https://{NAME}/api/stocks/"), page["next"]
-        login = await client.post(
-            "/api/accounts/login/", json={"username": "demo", "password": "marketsrv-demo"}
-        )
-        assert login.status_code == 200, login.text
-        token = login.json()["token"]
+        token = await demo_token(client)
         me = await client.get("/api/accounts/me/", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["username"] == "demo"
         for kept in ("/metrics", "/-/settings.json"):
